@@ -1,0 +1,529 @@
+"""The controller: runs in the main pytest process and turns worker messages into events.
+
+It does not collect (workers do, and the first collection becomes the canonical test
+list); it starts workers, feeds the scheduler's decisions to them, maps their results
+to canonical tests and publishes one ``TestFinished`` per test on the event stream.
+Everything that can go wrong with a worker (a crash, an exhausted restart budget, a
+different collection) ends as events or as the same exception a serial session raises,
+so the exit code and summary are pytest's own.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import queue
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import events, protocol
+from ._version import __version__
+from .cpus import usable_cpus
+from .errors import CollectionMismatchError
+from .pool import (
+    ChannelClosed,
+    OutputLine,
+    PoolEvent,
+    Received,
+    StartFailed,
+    WorkerHandle,
+    WorkerPool,
+    WorkerState,
+)
+from .replay import HookReplay, rebuild_warning
+from .scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
+from .settings import Settings
+
+#: How long the controller waits for an event before it looks at its workers again.
+POLL_SECONDS = 0.5
+
+
+class RunState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+
+
+@dataclass
+class WorkerView:
+    """What the controller knows about one worker's collection."""
+
+    to_canonical: list[int]
+    to_local: dict[int, int]
+
+
+def crash_report(
+    nodeid: str, location: tuple[str, int | None, str], message: str, stderr: str, when: str
+) -> pytest.TestReport:
+    sections = [("Captured stderr (worker)", stderr)] if stderr.strip() else []
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=location,  # type: ignore[arg-type]
+        keywords={},
+        outcome="failed",
+        longrepr=message,
+        when=when,  # type: ignore[arg-type]
+        sections=sections,
+        duration=0.0,
+        user_properties=[],
+    )
+
+
+def closing_report(nodeid: str, location: tuple[str, int | None, str]) -> pytest.TestReport:
+    """A passed teardown, so that consumers that close a test on teardown do so."""
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=location,  # type: ignore[arg-type]
+        keywords={},
+        outcome="passed",
+        longrepr=None,
+        when="teardown",
+        duration=0.0,
+        user_properties=[],
+    )
+
+
+class ParallelRun:
+    """One parallel session: owns the pool, the scheduler and the canonical collection."""
+
+    def __init__(self, config: pytest.Config, session: pytest.Session, settings: Settings,
+                 stream: events.EventStream, run_id: str) -> None:
+        self.config = config
+        self.session = session
+        self.settings = settings
+        self.stream = stream
+        self.run_id = run_id
+        assert settings.workers is not None
+        self.planned = settings.workers.resolve()
+        self.max_restarts = (
+            settings.max_worker_restart
+            if settings.max_worker_restart is not None
+            else 4 * self.planned
+        )
+        self.state = RunState.STARTING
+        self.pool = WorkerPool(self._make_setup)
+        self.scheduler: Scheduler | None = None
+        self.nodeids: tuple[str, ...] = ()
+        self.locations: tuple[tuple[str, int | None, str], ...] = ()
+        self.views: dict[str, WorkerView] = {}
+        self.reported: set[int] = set()
+        self.drained: set[str] = set()
+        self.running: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.restarts = 0
+        self.target = self.planned
+        self.collection_failed = False
+        self.fatal: BaseException | None = None
+        self.stop_reason: str | None = None
+        self.not_run = 0
+        self.basetemp = self._basetemp()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _basetemp(self) -> str:
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            return str(factory.getbasetemp())
+        return self.pool.run_dir
+
+    def _make_setup(self, worker_id: str, progress_path: str) -> protocol.WorkerSetup:
+        return protocol.WorkerSetup(
+            worker_id=worker_id,
+            worker_count=self.target,
+            run_id=self.run_id,
+            protocol_version=protocol.PROTOCOL_VERSION,
+            package_version=__version__,
+            args=[os.fspath(a) for a in self.config.invocation_params.args],
+            option_dict={},
+            invocation_dir=str(self.config.invocation_params.dir),
+            sys_path=[p for p in sys.path if isinstance(p, str)],
+            basetemp=str(Path(self.basetemp) / worker_id),
+            progress_path=progress_path,
+            capture_off=self.config.getoption("capture", None) == "no",
+        )
+
+    def _spawn(self, count: int) -> None:
+        if count > 0:
+            self.pool.start([self.pool.next_worker_id() for _ in range(count)])
+
+    # ------------------------------------------------------------------ main loop
+
+    def execute(self) -> None:
+        interrupted = False
+        self.stream.publish(events.RunStarted(self.run_id, self.planned, self.settings.dist))
+        try:
+            self._spawn(min(self.planned, usable_cpus()))
+            if self.config.getoption("capture", None) == "no":
+                self.pool.stream_output()
+            while self.pool.alive():
+                self._handle(self._next_event())
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if interrupted:
+                for handle in self.pool.alive():
+                    self.pool.kill(handle.worker_id)
+            self.pool.shutdown(timeout=0.5 if interrupted else 5.0)
+            self._drain_inbox()
+            self.state = RunState.FINISHED
+            self.not_run = len(self.nodeids) - len(self.reported)
+            self.stream.publish(events.RunFinished(tests_not_run=self.not_run))
+        self._raise_like_pytest()
+
+    def _next_event(self) -> PoolEvent | None:
+        try:
+            return self.pool.inbox.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            return None
+
+    def _drain_inbox(self) -> None:
+        """Publish output that arrived after the last worker ended."""
+        while True:
+            try:
+                event = self.pool.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, OutputLine):
+                self._handle(event)
+
+    def _raise_like_pytest(self) -> None:
+        if self.fatal is not None:
+            raise self.fatal
+        session = self.session
+        if self.collection_failed:
+            count = session.testsfailed
+            raise session.Interrupted(
+                f"{count} error{'s' if count != 1 else ''} during collection"
+            )
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+
+    # ------------------------------------------------------------------ events
+
+    def _handle(self, event: PoolEvent | None) -> None:
+        if event is None:
+            return
+        if isinstance(event, Received):
+            self._on_message(self.pool.workers[event.worker_id], event.message)
+        elif isinstance(event, OutputLine):
+            self.stream.publish(events.WorkerOutput(event.worker_id, event.stream, event.text))
+        elif isinstance(event, ChannelClosed):
+            handle = self.pool.workers[event.worker_id]
+            if handle.state is not WorkerState.FINISHED:
+                self._worker_lost(handle)
+        elif isinstance(event, StartFailed):
+            handle = self.pool.workers[event.worker_id]
+            self.errors[handle.worker_id] = event.error
+            if handle.state not in (WorkerState.FINISHED, WorkerState.CRASHED):
+                self._worker_lost(handle)
+
+    def _on_message(self, handle: WorkerHandle, message: protocol.WorkerMessage) -> None:
+        if handle.state is WorkerState.CRASHED:
+            return
+        if isinstance(message, protocol.Progress):
+            self._on_progress(handle, message)
+        elif isinstance(message, protocol.Collected):
+            self._on_collected(handle, message)
+        elif isinstance(message, protocol.Hello):
+            handle.state = WorkerState.COLLECTING
+            handle.pid = message.pid
+            self.stream.publish(events.WorkerStarted(handle.worker_id, message.pid))
+        elif isinstance(message, protocol.SessionFinished):
+            handle.state = WorkerState.FINISHED
+            self.running.discard(handle.worker_id)
+            self._ensure_capacity()
+        elif isinstance(message, protocol.WorkerError):
+            if message.traceback.startswith("UsageError: ") and not self.nodeids:
+                self.fatal = pytest.UsageError(message.traceback[len("UsageError: "):])
+                self._stop_all("usage error")
+            else:
+                self.errors[handle.worker_id] = message.traceback
+
+    # ------------------------------------------------------------------ collection
+
+    def _on_collected(self, handle: WorkerHandle, message: protocol.Collected) -> None:
+        worker_id = handle.worker_id
+        if self.scheduler is None and not self.nodeids and self.fatal is None:
+            self._adopt_collection(message)
+        if self.fatal is not None or self.stop_reason is not None:
+            self.pool.send(worker_id, protocol.Stop(self.stop_reason or "stopping"))
+            return
+        try:
+            self.views[worker_id] = self._view_of(message)
+        except CollectionMismatchError as exc:
+            self.fatal = exc
+            self._stop_all("collection mismatch")
+            self.pool.send(worker_id, protocol.Stop("collection mismatch"))
+            return
+        if self.scheduler is None or len(self.running) >= self.target:
+            self.pool.send(worker_id, protocol.Stop("not needed"))
+            return
+        handle.state = WorkerState.RUNNING
+        self.running.add(worker_id)
+        self._apply(self.scheduler.worker_joined(worker_id))
+
+    def _adopt_collection(self, message: protocol.Collected) -> None:
+        config, session = self.config, self.session
+        self.nodeids = message.nodeids
+        self.locations = message.locations
+        reports = tuple(
+            config.hook.pytest_report_from_serializable(config=config, data=data)
+            for data in message.collect_reports
+        )
+        session.testscollected = len(self.nodeids)
+        self._report_collected(len(self.nodeids))
+        self.stream.publish(
+            events.CollectionFinished(
+                worker_id=message.worker_id,
+                nodeids=self.nodeids,
+                collect_reports=reports,
+                deselected=message.deselected,
+                warnings=tuple(rebuild_warning(w) for w in message.warnings),
+            )
+        )
+        if message.collection_failed:
+            self.collection_failed = True
+            self._stop_all("collection errors")
+            return
+        if not self.nodeids:
+            self._stop_all("no tests collected")
+            return
+        self.state = RunState.RUNNING
+        self.target = min(self.planned, len(self.nodeids))
+        self.scheduler = make_scheduler(self.settings.dist, len(self.nodeids), self.target)
+        self._spawn(self.target - len(self.pool.workers))
+
+    def _report_collected(self, count: int) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or not hasattr(reporter, "report_collect"):
+            return
+        reporter._numcollected = count
+        reporter.report_collect(True)
+        if count < self.planned:
+            reporter.write_line(
+                f"parallel_exec: {count} test{'s' if count != 1 else ''}, "
+                f"so {count} worker{'s' if count != 1 else ''} of {self.planned}"
+            )
+
+    def _view_of(self, message: protocol.Collected) -> WorkerView:
+        if message.nodeids == self.nodeids:
+            identity = list(range(len(self.nodeids)))
+            return WorkerView(identity, dict(enumerate(identity)))
+        canonical = {nodeid: i for i, nodeid in enumerate(self.nodeids)}
+        theirs = set(message.nodeids)
+        if len(theirs) != len(message.nodeids) or theirs != set(canonical):
+            raise CollectionMismatchError(self._mismatch(message))
+        to_canonical = [canonical[nodeid] for nodeid in message.nodeids]
+        return WorkerView(to_canonical, {c: i for i, c in enumerate(to_canonical)})
+
+    def _mismatch(self, message: protocol.Collected) -> str:
+        first = self._first_worker()
+        mine, theirs = set(self.nodeids), set(message.nodeids)
+        lines = [
+            f"parallel_exec: workers collected different tests "
+            f"({first}: {len(self.nodeids)}, {message.worker_id}: {len(message.nodeids)}); "
+            "every worker must collect the same test ids (random parametrization?)"
+        ]
+        only_first = [n for n in self.nodeids if n not in theirs][:3]
+        only_other = [n for n in message.nodeids if n not in mine][:3]
+        if only_first:
+            lines.append(f"  only {first}: " + ", ".join(only_first))
+        if only_other:
+            lines.append(f"  only {message.worker_id}: " + ", ".join(only_other))
+        if not (only_first or only_other):
+            lines.append("  the same ids, but some collected more than once")
+        return "\n".join(lines)
+
+    def _first_worker(self) -> str:
+        return next(iter(self.views), "the first worker")
+
+    # ------------------------------------------------------------------ progress
+
+    def _on_progress(self, handle: WorkerHandle, message: protocol.Progress) -> None:
+        worker_id = handle.worker_id
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        if message.want_more and self.stop_reason is None:
+            self._apply(scheduler.work_requested(worker_id))
+        view = self.views[worker_id]
+        hook = self.config.hook
+        for record in message.tests:
+            index = view.to_canonical[record.index]
+            scheduler.test_finished(worker_id, index)
+            if index in self.reported:
+                continue
+            reports = tuple(
+                hook.pytest_report_from_serializable(config=self.config, data=data)
+                for data in record.reports
+            )
+            self._publish_test(worker_id, index, reports,
+                               tuple(rebuild_warning(w) for w in record.warnings))
+        for warning in message.warnings:
+            self.stream.publish(rebuild_warning(warning))
+
+    def _publish_test(self, worker_id: str, index: int, reports: tuple[Any, ...],
+                      warnings: tuple[events.WarningRecorded, ...] = ()) -> None:
+        self.reported.add(index)
+        self.stream.publish(
+            events.TestFinished(
+                worker_id=worker_id,
+                nodeid=self.nodeids[index],
+                location=self.locations[index],
+                reports=reports,
+                warnings=warnings,
+            )
+        )
+        session = self.session
+        if (session.shouldfail or session.shouldstop) and self.stop_reason is None:
+            self._stop_all(str(session.shouldfail or session.shouldstop))
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Assign):
+                view = self.views[decision.worker]
+                local = tuple(view.to_local[t] for t in decision.tests)
+                self.pool.send(decision.worker, protocol.Assign(local))
+            elif isinstance(decision, Drain):
+                self.drained.add(decision.worker)
+                self.pool.send(decision.worker, protocol.Drain())
+
+    def _stop_all(self, reason: str) -> None:
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self.state = RunState.STOPPING
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        for handle in self.pool.alive():
+            self.pool.send(handle.worker_id, protocol.Stop(reason))
+
+    # ------------------------------------------------------------------ losses
+
+    def _worker_lost(self, handle: WorkerHandle) -> None:
+        worker_id = handle.worker_id
+        handle.state = WorkerState.CRASHED
+        self.running.discard(worker_id)
+        exit_code = self.pool.exit_code(worker_id)
+        stderr = handle.stderr_tail()
+        detail = self.errors.get(worker_id, "")
+        crashed: int | None = None
+        view = self.views.get(worker_id)
+        if self.scheduler is not None and view is not None:
+            local = handle.running_index()
+            if 0 <= local < len(view.to_canonical):
+                crashed = view.to_canonical[local]
+            if crashed is not None and crashed not in self.reported:
+                self._report_crashed_test(worker_id, crashed, exit_code, stderr, detail)
+            self.scheduler.worker_lost(worker_id, crashed)
+        self.stream.publish(
+            events.WorkerCrashed(
+                worker_id=worker_id,
+                exit_code=exit_code,
+                nodeid=self.nodeids[crashed] if crashed is not None else None,
+                stderr_tail=stderr,
+            )
+        )
+        if not self.nodeids and self.fatal is None and self.stop_reason is None:
+            if self.restarts >= self.max_restarts and not self.pool.alive():
+                self.fatal = pytest.UsageError(
+                    f"parallel_exec: worker {worker_id} ended before collecting "
+                    f"({describe_exit(exit_code)}); its stderr:\n{stderr}{detail}"
+                )
+                return
+        self._ensure_capacity()
+
+    def _report_crashed_test(self, worker_id: str, index: int, exit_code: int | None,
+                             stderr: str, detail: str) -> None:
+        nodeid, location = self.nodeids[index], self.locations[index]
+        message = (
+            f"worker {worker_id} crashed while running {nodeid} ({describe_exit(exit_code)})"
+        )
+        if detail:
+            message += "\n" + detail
+        self._publish_test(
+            worker_id,
+            index,
+            (crash_report(nodeid, location, message, stderr, "call"),
+             closing_report(nodeid, location)),
+        )
+
+    def _ensure_capacity(self) -> None:
+        """After a loss: replace the worker, or report what can no longer run."""
+        if self.fatal is not None or self.stop_reason is not None:
+            return
+        if self.scheduler is not None and not self.scheduler.unassigned:
+            return
+        takers = [h for h in self.pool.alive() if h.worker_id not in self.drained]
+        if takers:
+            return
+        if self.restarts < self.max_restarts:
+            self.restarts += 1
+            self._spawn(1)
+            return
+        if self.scheduler is not None:
+            reason = (
+                f"not run: workers crashed and --max-worker-restart ({self.max_restarts}) "
+                "is exhausted"
+            )
+            for index in self.scheduler.unassigned:
+                nodeid, location = self.nodeids[index], self.locations[index]
+                self._publish_test(
+                    "-",
+                    index,
+                    (crash_report(nodeid, location, reason, "", "setup"),
+                     closing_report(nodeid, location)),
+                )
+            self.scheduler.stop()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class ControllerPlugin:
+    """Registered in the main process when a run is parallel."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_id = uuid.uuid4().hex
+        self.stream = events.EventStream([HookReplay(config)])
+        self.run: ParallelRun | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool:
+        return True  # workers collect; the first collection becomes canonical
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self.run = ParallelRun(self.config, session, self.settings, self.stream, self.run_id)
+        self.run.execute()
+        return True
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        run = self.run
+        if run is not None and run.not_run and run.stop_reason:
+            terminalreporter.write_line(
+                f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
+                f"not run ({run.stop_reason})"
+            )

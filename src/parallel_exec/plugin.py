@@ -1,0 +1,93 @@
+"""pytest wiring: options, the choice between a parallel and a serial run, fixtures.
+
+Loaded with ``-p parallel_exec`` (there is deliberately no auto-loading entry point, so
+that an environment with pytest-xdist installed keeps xdist's ``-n`` for plain
+``pytest``).  When loaded, it blocks pytest-xdist's plugins for that run, so the two
+never both define ``-n``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import settings as settings_module
+from .controller import ControllerPlugin
+from .settings import Settings
+
+XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SERIAL_REASON_KEY = pytest.StashKey[str]()
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    for name in XDIST_PLUGINS:
+        if pluginmanager.get_plugin(name) is not None:
+            raise pytest.UsageError(
+                "parallel_exec: pytest-xdist is already active in this run; use either "
+                "'-p parallel_exec' or pytest-xdist, not both (add '-p no:xdist')"
+            )
+        pluginmanager.set_blocked(name)
+    settings_module.register(parser)
+
+
+def serial_reason(config: pytest.Config, settings: Settings) -> str | None:
+    """Why this run stays in-process although workers were asked for (None: go parallel)."""
+    if config.getoption("usepdb", False):
+        return "--pdb"
+    if config.getoption("trace", False):
+        return "--trace"
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if is_worker(config):
+        return
+    settings = settings_module.load(config)
+    config.stash[SETTINGS_KEY] = settings
+    if not settings.wants_parallel or config.getoption("collectonly", False):
+        return
+    reason = serial_reason(config, settings)
+    if reason is not None:
+        config.stash[SERIAL_REASON_KEY] = reason
+        return
+    config.pluginmanager.register(ControllerPlugin(config, settings), "parallel_exec_controller")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if is_worker(config):
+        return None
+    reason = config.stash.get(SERIAL_REASON_KEY, None)
+    if reason is not None:
+        return [f"parallel_exec: {reason} given, running tests serially in this process"]
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or not settings.wants_parallel or settings.workers is None:
+        return None
+    count = settings.workers.resolve()
+    how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
+    return [
+        f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, dist={settings.dist}"
+    ]
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """``gw0``, ``gw1``... in a worker; ``master`` when tests run in the main process."""
+    workerinput: Any = getattr(request.config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "master"
+
+
+@pytest.fixture(scope="session")
+def testrun_uid(request: pytest.FixtureRequest) -> str:
+    """An id shared by every worker of one run (pytest-xdist's fixture of the same name)."""
+    workerinput: Any = getattr(request.config, "workerinput", None)
+    if workerinput:
+        return str(workerinput["testrunuid"])
+    controller = request.config.pluginmanager.get_plugin("parallel_exec_controller")
+    return str(getattr(controller, "run_id", "")) or "serial"

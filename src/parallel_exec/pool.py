@@ -1,0 +1,265 @@
+"""The worker pool: the only module that touches execnet and worker processes.
+
+It starts workers concurrently (a new interpreter costs a few hundred milliseconds of
+CPU, and paying that one worker after another is most of what a small parallel run
+costs), delivers every message a worker sends to one thread-safe inbox as a
+``PoolEvent``, and owns the per-worker files that survive a crash: stdout, stderr and
+the progress file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import execnet
+
+from . import protocol
+from .worker import ProgressFile, bootstrap_source
+
+#: How much of a dead worker's stderr goes into the report of the test it was running.
+STDERR_TAIL_BYTES = 4000
+TAIL_POLL_SECONDS = 0.05
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    COLLECTING = "collecting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded protocol message from a worker."""
+
+    worker_id: str
+    message: protocol.WorkerMessage
+
+
+@dataclass(frozen=True)
+class ChannelClosed:
+    """A worker's channel closed: it ended normally, or it died."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """A line a worker wrote to its stdout or stderr outside pytest's capture."""
+
+    worker_id: str
+    stream: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    worker_id: str
+    error: str
+
+
+PoolEvent = Received | ChannelClosed | OutputLine | StartFailed
+
+
+@dataclass
+class WorkerHandle:
+    worker_id: str
+    files_base: str
+    state: WorkerState = WorkerState.STARTING
+    gateway: Any = None
+    channel: Any = None
+    pid: int | None = None
+    exit_code: int | None = None
+    offsets: dict[str, int] = field(default_factory=lambda: {".out": 0, ".err": 0})
+
+    @property
+    def progress_path(self) -> str:
+        return self.files_base + ".progress"
+
+    @property
+    def stderr_path(self) -> str:
+        return self.files_base + ".err"
+
+    def running_index(self) -> int:
+        """Worker-local index of the test this worker was running (-1: none)."""
+        return ProgressFile.read(self.progress_path)
+
+    def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
+        try:
+            with open(self.stderr_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - limit))
+                data = fh.read()
+        except OSError:
+            return ""
+        text = data.decode("utf-8", "replace")
+        if size > limit and "\n" in text:
+            text = text.split("\n", 1)[1]
+        return text
+
+
+class WorkerPool:
+    def __init__(self, make_setup: Callable[[str, str], protocol.WorkerSetup]) -> None:
+        self._make_setup = make_setup
+        self._group = execnet.Group()
+        self.inbox: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
+        self.workers: dict[str, WorkerHandle] = {}
+        self.run_dir = tempfile.mkdtemp(prefix="parallel_exec-")
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="parallel_exec")
+        self._tail_stop = threading.Event()
+        self._tail_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._serial = 0
+
+    # ------------------------------------------------------------ start
+
+    def next_worker_id(self) -> str:
+        with self._lock:
+            worker_id = f"gw{self._serial}"
+            self._serial += 1
+        return worker_id
+
+    def start(self, worker_ids: list[str]) -> None:
+        """Start workers concurrently; each reports back through ``inbox``."""
+        for worker_id in worker_ids:
+            handle = WorkerHandle(worker_id, os.path.join(self.run_dir, worker_id))
+            self.workers[worker_id] = handle
+            self._executor.submit(self._start_one, handle)
+
+    def _start_one(self, handle: WorkerHandle) -> None:
+        try:
+            setup = self._make_setup(handle.worker_id, handle.progress_path)
+            spec = f"popen//id={handle.worker_id}//python={sys.executable}"
+            gateway = self._group.makegateway(spec)
+            popen = getattr(gateway._io, "popen", None)
+            handle.pid = getattr(popen, "pid", None)
+            package_parent = str(Path(__file__).resolve().parent.parent)
+            channel = gateway.remote_exec(bootstrap_source(package_parent))
+            handle.gateway, handle.channel = gateway, channel
+            channel.setcallback(
+                lambda payload: self._deliver(handle.worker_id, payload),
+                endmarker=None,
+            )
+            channel.send(protocol.encode(setup))
+        except Exception as exc:
+            self.inbox.put(StartFailed(handle.worker_id, f"{type(exc).__name__}: {exc}"))
+
+    def _deliver(self, worker_id: str, payload: bytes | None) -> None:
+        if payload is None:
+            self.inbox.put(ChannelClosed(worker_id))
+            return
+        try:
+            message = protocol.decode(payload)
+        except Exception as exc:  # a corrupted stream is the worker's death, not ours
+            self.inbox.put(StartFailed(worker_id, f"undecodable message: {exc}"))
+            return
+        self.inbox.put(Received(worker_id, message))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ talk
+
+    def send(self, worker_id: str, message: protocol.ControllerMessage) -> bool:
+        handle = self.workers.get(worker_id)
+        if handle is None or handle.channel is None:
+            return False
+        try:
+            handle.channel.send(protocol.encode(message))
+        except Exception:
+            return False
+        return True
+
+    def alive(self) -> list[WorkerHandle]:
+        return [
+            h
+            for h in self.workers.values()
+            if h.state not in (WorkerState.FINISHED, WorkerState.CRASHED)
+        ]
+
+    def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
+        handle = self.workers[worker_id]
+        popen = getattr(getattr(handle.gateway, "_io", None), "popen", None)
+        if popen is None:
+            return None
+        try:
+            handle.exit_code = popen.wait(timeout=timeout)
+        except Exception:
+            return None
+        return handle.exit_code
+
+    # ------------------------------------------------------------ output
+
+    def stream_output(self) -> None:
+        """Forward what workers write outside capture as ``OutputLine`` events."""
+        self._tail_thread = threading.Thread(
+            target=self._tail_loop, name="parallel_exec-output", daemon=True
+        )
+        self._tail_thread.start()
+
+    def _tail_loop(self) -> None:
+        partial: dict[tuple[str, str], str] = {}
+        while not self._tail_stop.wait(TAIL_POLL_SECONDS):
+            self.drain_output(partial)
+        self.drain_output(partial, final=True)
+
+    def drain_output(self, partial: dict[tuple[str, str], str], final: bool = False) -> None:
+        for handle in list(self.workers.values()):
+            for suffix in (".out", ".err"):
+                path = handle.files_base + suffix
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(handle.offsets[suffix])
+                        data = fh.read()
+                except OSError:
+                    continue
+                if not data:
+                    continue
+                handle.offsets[suffix] += len(data)
+                key = (handle.worker_id, suffix)
+                text = partial.pop(key, "") + data.decode("utf-8", "replace")
+                lines = text.split("\n")
+                rest = lines.pop()
+                if rest:
+                    if final:
+                        lines.append(rest)
+                    else:
+                        partial[key] = rest
+                stream = "stdout" if suffix == ".out" else "stderr"
+                for line in lines:
+                    self.inbox.put(OutputLine(handle.worker_id, stream, line))
+
+    # ------------------------------------------------------------ stop
+
+    def kill(self, worker_id: str) -> None:
+        handle = self.workers.get(worker_id)
+        if handle is None or handle.gateway is None:
+            return
+        popen = getattr(handle.gateway._io, "popen", None)
+        if popen is not None and popen.poll() is None:
+            with contextlib.suppress(OSError):
+                popen.kill()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every worker: a clean exit where possible, a kill after ``timeout``."""
+        self._executor.shutdown(wait=True)
+        if self._tail_thread is not None:
+            self._tail_stop.set()
+            self._tail_thread.join(timeout=2.0)
+        with contextlib.suppress(Exception):
+            self._group.terminate(timeout=timeout)
+        for worker_id in list(self.workers):
+            self.kill(worker_id)
+        shutil.rmtree(self.run_dir, ignore_errors=True)

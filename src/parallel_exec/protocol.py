@@ -1,0 +1,158 @@
+"""Every message that crosses the controller <-> worker channel, as typed records.
+
+One module owns the wire so that neither side dispatches on strings: a message is a
+frozen dataclass, ``encode`` turns it into bytes for the execnet channel and ``decode``
+turns bytes back into the same class.  Pickle is used because both ends run the same
+interpreter and package version (checked in the handshake) and because it is an
+order of magnitude cheaper than execnet's own serializer for the report dictionaries a
+worker streams back; overhead per test is what decides whether many fast tests gain
+anything from running in parallel.
+
+Test indices on the wire are positions in the *receiving worker's own* collection; the
+controller maps them to the canonical order (see ``controller.CollectionMap``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+PROTOCOL_VERSION = 1
+
+# ---------------------------------------------------------------- controller -> worker
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Everything a worker needs to build the same pytest config as the controller."""
+
+    worker_id: str
+    worker_count: int
+    run_id: str
+    protocol_version: int
+    package_version: str
+    args: list[str]
+    option_dict: dict[str, Any]
+    invocation_dir: str
+    sys_path: list[str]
+    basetemp: str
+    progress_path: str
+    capture_off: bool
+
+
+@dataclass(frozen=True)
+class Assign:
+    """Run these tests (worker-local indices), after the ones already queued."""
+
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Drain:
+    """No more work will come: finish the queue (last test with nextitem=None) and end."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish the test that is running, start no other, and end the session."""
+
+    reason: str
+
+
+ControllerMessage = Union[WorkerSetup, Assign, Drain, Stop]
+
+# ---------------------------------------------------------------- worker -> controller
+
+
+@dataclass(frozen=True)
+class Hello:
+    worker_id: str
+    pid: int
+    python: str
+    package_version: str
+
+
+@dataclass(frozen=True)
+class SerializedWarning:
+    """A ``warnings.WarningMessage`` reduced to what the controller needs to replay it."""
+
+    message: str
+    category_module: str
+    category_name: str
+    filename: str
+    lineno: int
+    line: str | None
+    when: str
+    nodeid: str
+    location: tuple[str, int, str] | None
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The worker's collection, sent once, before any test runs."""
+
+    worker_id: str
+    nodeids: tuple[str, ...]
+    locations: tuple[tuple[str, int | None, str], ...]
+    #: Non-passing collect reports, as produced by ``pytest_report_to_serializable``.
+    collect_reports: tuple[dict[str, Any], ...]
+    deselected: tuple[str, ...]
+    warnings: tuple[SerializedWarning, ...]
+    #: True when collection errors make pytest refuse to run tests (no
+    #: ``--continue-on-collection-errors``); the worker then waits for Stop.
+    collection_failed: bool
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """One test's serialized reports (setup, call, teardown), in the order produced."""
+
+    index: int
+    reports: tuple[dict[str, Any], ...]
+    warnings: tuple[SerializedWarning, ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A batch of finished tests and warnings; ``want_more`` asks for more work."""
+
+    worker_id: str
+    tests: tuple[TestRecord, ...] = ()
+    warnings: tuple[SerializedWarning, ...] = ()
+    want_more: bool = False
+    queued: int = 0
+
+
+@dataclass(frozen=True)
+class SessionFinished:
+    worker_id: str
+    exitstatus: int
+    workeroutput: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """An internal error inside the worker machinery (not a test failure)."""
+
+    worker_id: str
+    traceback: str
+
+
+WorkerMessage = Union[Hello, Collected, Progress, SessionFinished, WorkerError]
+Message = Union[ControllerMessage, WorkerMessage]
+
+
+def encode(message: Message) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(payload: bytes) -> Message:
+    message = pickle.loads(payload)
+    if not isinstance(
+        message,
+        (WorkerSetup, Assign, Drain, Stop, Hello, Collected, Progress, SessionFinished,
+         WorkerError),
+    ):
+        raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
+    return message  # type: ignore[return-value]

@@ -1,0 +1,104 @@
+"""The first consumer of the run-event stream: replay into pytest's own hooks.
+
+Everything a serial run reports through hooks (terminal, ``--junitxml``,
+``--report-log``, ``-r`` summaries, ``--durations``, the ``--lf`` cache, third-party
+plugins) sees the same calls here, in the order pytest makes them for one test:
+``logstart``, each report, ``logfinish``, then the test's warnings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+import pytest
+
+from . import events, protocol
+
+
+def rebuild_warning(data: protocol.SerializedWarning) -> events.WarningRecorded:
+    """Recreate a ``WarningMessage`` close enough for pytest's formatting and counting."""
+    category: type[Warning] = UserWarning
+    try:
+        candidate = getattr(importlib.import_module(data.category_module), data.category_name)
+        if isinstance(candidate, type) and issubclass(candidate, Warning):
+            category = candidate
+    except Exception:
+        pass
+    message = warnings.WarningMessage(
+        message=data.message,
+        category=category,
+        filename=data.filename,
+        lineno=data.lineno,
+        line=data.line,
+    )
+    return events.WarningRecorded(message, data.when, data.nodeid, data.location)
+
+
+class HookReplay:
+    """Calls pytest's hooks for each run event, as a serial session would have."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.hook = config.hook
+        self._stream_output = config.getoption("capture", None) == "no"
+
+    def __call__(self, event: events.RunEvent) -> None:
+        if isinstance(event, events.TestFinished):
+            self._test(event)
+        elif isinstance(event, events.WarningRecorded):
+            self._warning(event)
+        elif isinstance(event, events.CollectionFinished):
+            for report in event.collect_reports:
+                self.hook.pytest_collectreport(report=report)
+            if event.deselected:
+                self.hook.pytest_deselected(items=[DeselectedItem(n) for n in event.deselected])
+            for warning in event.warnings:
+                self._warning(warning)
+        elif isinstance(event, events.WorkerOutput):
+            if self._stream_output:
+                self._write_line(f"[{event.worker_id}] {event.text}")
+        elif isinstance(event, events.WorkerCrashed):
+            what = f"while running {event.nodeid}" if event.nodeid else "between tests"
+            code = "" if event.exit_code is None else f" (exit code {event.exit_code})"
+            self._write_line(f"[{event.worker_id}] worker crashed {what}{code}")
+
+    def _test(self, event: events.TestFinished) -> None:
+        location: Any = event.location
+        self.hook.pytest_runtest_logstart(nodeid=event.nodeid, location=location)
+        for report in event.reports:
+            self.hook.pytest_runtest_logreport(report=report)
+        self.hook.pytest_runtest_logfinish(nodeid=event.nodeid, location=location)
+        for warning in event.warnings:
+            self._warning(warning)
+
+    def _warning(self, event: events.WarningRecorded) -> None:
+        self.hook.pytest_warning_recorded.call_historic(
+            kwargs=dict(
+                warning_message=event.warning_message,
+                when=event.when,
+                nodeid=event.nodeid,
+                location=event.location,
+            )
+        )
+
+    def _write_line(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(text)
+
+
+class DeselectedItem:
+    """Stands for an item a worker deselected; the controller never collects items.
+
+    ``pytest_deselected`` consumers (the terminal's "N deselected" count among them)
+    read only the node id.
+    """
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+    def __repr__(self) -> str:
+        return f"<DeselectedItem {self.nodeid}>"

@@ -1,0 +1,210 @@
+"""Options: declared once, registered on the command line and in ini, validated once.
+
+Naming rule for ini keys (``pytest.ini`` / ``[tool.pytest.ini_options]``): the long option
+name without the leading dashes, dashes turned into underscores, prefixed with
+``parallel_exec_``.  ``--numprocesses`` is ``parallel_exec_numprocesses``,
+``--max-worker-restart`` is ``parallel_exec_max_worker_restart``.  The command line wins
+over ini; ini wins over the default.  Every value, from either place, goes through the
+same parser, and an invalid one is a usage error (exit code 4) naming the option.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .cpus import logical_cpus, usable_cpus
+from .errors import OptionError
+
+MAX_WORKERS = 16
+INI_PREFIX = "parallel_exec_"
+
+#: ``--dist`` names, ours and pytest-xdist's, mapped to the strategy that runs them.
+DIST_ALIASES: dict[str, str] = {
+    "load": "load",
+    "worksteal": "load",
+    "no": "no",
+}
+
+
+@dataclass(frozen=True)
+class WorkerCount:
+    """A parsed ``-n`` value: a fixed count, or a rule resolved against the machine."""
+
+    spec: str
+    fixed: int | None = None
+
+    def resolve(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        cpus = logical_cpus() if self.spec == "logical" else usable_cpus()
+        return min(MAX_WORKERS, cpus)
+
+    @property
+    def is_auto(self) -> bool:
+        return self.fixed is None
+
+
+def parse_numprocesses(value: str) -> WorkerCount:
+    text = str(value).strip().lower()
+    if text in ("auto", "logical"):
+        return WorkerCount(spec=text)
+    try:
+        count = int(text)
+    except ValueError:
+        raise OptionError(
+            f"expected a number of workers (0-{MAX_WORKERS}), 'auto' or 'logical', got {value!r}"
+        ) from None
+    if not 0 <= count <= MAX_WORKERS:
+        raise OptionError(f"the number of workers must be 0-{MAX_WORKERS}, got {count}")
+    return WorkerCount(spec=text, fixed=count)
+
+
+def parse_dist(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in DIST_ALIASES:
+        choices = ", ".join(sorted(DIST_ALIASES))
+        raise OptionError(f"unknown distribution strategy {value!r} (choose from: {choices})")
+    return text
+
+
+def parse_non_negative_int(value: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise OptionError(f"expected a whole number >= 0, got {value!r}") from None
+    if number < 0:
+        raise OptionError(f"expected a whole number >= 0, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    flags: tuple[str, ...]
+    dest: str
+    parse: Callable[[str], Any]
+    default: str | None
+    metavar: str
+    help: str
+
+    @property
+    def long_flag(self) -> str:
+        return next(f for f in self.flags if f.startswith("--"))
+
+    @property
+    def ini_name(self) -> str:
+        return INI_PREFIX + self.long_flag.lstrip("-").replace("-", "_")
+
+    @property
+    def display(self) -> str:
+        return "/".join(self.flags)
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        flags=("-n", "--numprocesses"),
+        dest="numprocesses",
+        parse=parse_numprocesses,
+        default=None,
+        metavar="N|auto|logical",
+        help=(
+            f"run tests on N worker processes (1-{MAX_WORKERS}); 0 runs in this process. "
+            "'auto': CPUs usable by this process (affinity and cgroup quota), "
+            f"'logical': all logical CPUs; both capped at {MAX_WORKERS} and at the number "
+            "of collected tests."
+        ),
+    ),
+    OptionSpec(
+        flags=("--dist",),
+        dest="dist",
+        parse=parse_dist,
+        default="load",
+        metavar="STRATEGY",
+        help="how tests are shared between workers: "
+        + ", ".join(f"{k}" for k in DIST_ALIASES)
+        + " (default: load; pytest-xdist's names are accepted, see docs/options.md).",
+    ),
+    OptionSpec(
+        flags=("--max-worker-restart",),
+        dest="maxworkerrestart",
+        parse=parse_non_negative_int,
+        default=None,
+        metavar="N",
+        help="how many crashed workers may be replaced (default: 4 x the number of workers).",
+    ),
+)
+
+
+def _argparse_type(spec: OptionSpec) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        try:
+            spec.parse(value)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    convert.__name__ = spec.dest
+    return convert
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("parallel_exec", "parallel execution (parallel_exec)")
+    for spec in OPTIONS:
+        # pytest reserves lowercase short options for itself; "-n" is the one every
+        # parallel plugin shares, so it is registered the way pytest-xdist does it.
+        add = group._addoption if any(len(f) == 2 for f in spec.flags) else group.addoption
+        add(
+            *spec.flags,
+            dest=spec.dest,
+            default=None,
+            type=_argparse_type(spec),
+            metavar=spec.metavar,
+            help=spec.help + f" [ini: {spec.ini_name}]",
+        )
+        parser.addini(spec.ini_name, help=spec.help, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of one run."""
+
+    workers: WorkerCount | None
+    dist: str
+    max_worker_restart: int | None
+
+    @property
+    def wants_parallel(self) -> bool:
+        if self.workers is None or self.dist == "no":
+            return False
+        return self.workers.fixed != 0
+
+
+def _value(config: pytest.Config, spec: OptionSpec) -> Any:
+    raw = config.getoption(spec.dest, None)
+    source = spec.display
+    if raw is None:
+        ini = config.getini(spec.ini_name)
+        if ini not in (None, "", []):
+            raw, source = ini, f"{spec.ini_name} (ini)"
+    if raw is None:
+        raw = spec.default
+    if raw is None:
+        return None
+    try:
+        return spec.parse(raw)
+    except OptionError as exc:
+        raise pytest.UsageError(f"parallel_exec: invalid value for {source}: {exc}") from None
+
+
+def load(config: pytest.Config) -> Settings:
+    """Read and validate every option; an invalid value raises ``pytest.UsageError``."""
+    values = {spec.dest: _value(config, spec) for spec in OPTIONS}
+    return Settings(
+        workers=values["numprocesses"],
+        dist=DIST_ALIASES[values["dist"]],
+        max_worker_restart=values["maxworkerrestart"],
+    )

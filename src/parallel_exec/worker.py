@@ -1,0 +1,382 @@
+"""The worker side: a real pytest session in a child process, driven by the controller.
+
+The controller starts this module in an execnet popen gateway (``bootstrap`` below).  The
+worker builds its config from the controller's command line (so ini, ``addopts`` and
+``PYTEST_ADDOPTS`` apply exactly as they did there), collects, reports its collection,
+then runs the tests it is assigned, in order, streaming serialized reports back in
+batches.  It keeps one test in hand until it knows the next one, because pytest tears
+fixtures down by comparing a test with its successor.
+
+Crash evidence does not depend on this process surviving: its stdout and stderr are
+files the controller reads, faulthandler writes to that stderr, and the index of the
+test being run is kept in a small progress file.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections import deque
+from typing import Any
+
+import pytest
+
+from . import protocol
+from ._version import __version__
+
+#: Ask for more work when this many tests or fewer are left in the local queue.
+LOW_WATER = 2
+#: Send finished tests at least this often (seconds) and in batches of at most this size.
+FLUSH_INTERVAL = 0.02
+FLUSH_SIZE = 500
+
+PROGRESS_FORMAT = struct.Struct("<q")
+IDLE = -1
+
+
+def bootstrap_source(package_parent: str) -> str:
+    """The code the controller executes in a new gateway to enter ``main``."""
+    return (
+        "import sys\n"
+        f"_p = {package_parent!r}\n"
+        "if _p not in sys.path: sys.path.append(_p)\n"
+        "from parallel_exec.worker import main\n"
+        "main(channel)\n"  # noqa: ISC003 - 'channel' is injected by execnet
+    )
+
+
+class ProgressFile:
+    """Eight bytes naming the worker-local index of the test in progress (or -1)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.write(IDLE)
+
+    def write(self, index: int) -> None:
+        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index), 0)
+
+    @staticmethod
+    def read(path: str) -> int:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(PROGRESS_FORMAT.size)
+        except OSError:
+            return IDLE
+        if len(data) != PROGRESS_FORMAT.size:
+            return IDLE
+        return int(PROGRESS_FORMAT.unpack(data)[0])
+
+
+def serialize_warning(
+    warning_message: warnings.WarningMessage,
+    when: str,
+    nodeid: str,
+    location: tuple[str, int, str] | None,
+) -> protocol.SerializedWarning:
+    category = warning_message.category or UserWarning
+    return protocol.SerializedWarning(
+        message=str(warning_message.message),
+        category_module=getattr(category, "__module__", "builtins"),
+        category_name=getattr(category, "__qualname__", "UserWarning"),
+        filename=str(warning_message.filename),
+        lineno=int(warning_message.lineno or 0),
+        line=warning_message.line,
+        when=when,
+        nodeid=nodeid,
+        location=location,
+    )
+
+
+class WorkerSession:
+    """The plugin that turns a pytest session into a worker of the controller."""
+
+    def __init__(self, config: pytest.Config, channel: Any, setup: protocol.WorkerSetup) -> None:
+        self.config = config
+        self.channel = channel
+        self.setup = setup
+        self.worker_id = setup.worker_id
+        self.inbox: queue.SimpleQueue[protocol.ControllerMessage | None] = queue.SimpleQueue()
+        self.stop_requested = threading.Event()
+        self.progress = ProgressFile(setup.progress_path)
+        self._queue: deque[int] = deque()
+        self._drained = False
+        self._asked = False
+        self._batch: list[protocol.TestRecord] = []
+        self._batch_warnings: list[protocol.SerializedWarning] = []
+        self._current_reports: list[dict[str, Any]] | None = None
+        self._current_warnings: list[protocol.SerializedWarning] = []
+        self._last_flush = time.monotonic()
+        self._collect_reports: list[dict[str, Any]] = []
+        self._collect_warnings: list[protocol.SerializedWarning] = []
+        self._deselected: list[str] = []
+        self._collected_sent = False
+        channel.setcallback(self._on_message, endmarker=None)
+
+    # ------------------------------------------------------------ channel
+
+    def _on_message(self, payload: bytes | None) -> None:
+        """Runs on execnet's receiver thread: decode and hand over to the main thread."""
+        if payload is None:  # the controller went away
+            self.stop_requested.set()
+            self.inbox.put(None)
+            return
+        message = protocol.decode(payload)
+        if isinstance(message, protocol.Stop):
+            self.stop_requested.set()
+        self.inbox.put(message)  # type: ignore[arg-type]
+
+    def send(self, message: protocol.WorkerMessage) -> None:
+        self.channel.send(protocol.encode(message))
+
+    def _apply(self, message: protocol.ControllerMessage | None) -> None:
+        if message is None or isinstance(message, protocol.Stop):
+            self.stop_requested.set()
+        elif isinstance(message, protocol.Assign):
+            self._queue.extend(message.indices)
+            self._asked = False
+        elif isinstance(message, protocol.Drain):
+            self._drained = True
+
+    def _pump(self, block: bool) -> None:
+        try:
+            if block:
+                self._apply(self.inbox.get())
+            while True:
+                self._apply(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
+
+    def flush(self, want_more: bool = False) -> None:
+        if not (self._batch or self._batch_warnings or want_more):
+            return
+        message = protocol.Progress(
+            worker_id=self.worker_id,
+            tests=tuple(self._batch),
+            warnings=tuple(self._batch_warnings),
+            want_more=want_more,
+            queued=len(self._queue),
+        )
+        self._batch.clear()
+        self._batch_warnings.clear()
+        self._last_flush = time.monotonic()
+        self.send(message)
+
+    # ------------------------------------------------------------ collection hooks
+
+    @pytest.hookimpl
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if not report.passed:
+            data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+            self._collect_reports.append(data)
+
+    @pytest.hookimpl
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self._deselected.extend(item.nodeid for item in items)
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        failed = bool(session.testsfailed) and not self.config.option.continue_on_collection_errors
+        self.send(
+            protocol.Collected(
+                worker_id=self.worker_id,
+                nodeids=tuple(item.nodeid for item in session.items),
+                locations=tuple(item.location for item in session.items),
+                collect_reports=tuple(self._collect_reports),
+                deselected=tuple(self._deselected),
+                warnings=tuple(self._collect_warnings),
+                collection_failed=failed,
+            )
+        )
+        self._collected_sent = True
+
+    # ------------------------------------------------------------ run hooks
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not self.config.option.continue_on_collection_errors:
+            self._pump(block=True)  # wait for the controller's Stop
+            return True
+        items = session.items
+        while True:
+            self._pump(block=False)
+            if self.stop_requested.is_set():
+                break
+            if len(self._queue) >= 2 or (self._queue and self._drained):
+                index = self._queue.popleft()
+                nextitem = items[self._queue[0]] if self._queue else None
+                self._run_one(items[index], nextitem, index)
+                if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
+                    self._asked = True
+                    self.flush(want_more=True)
+                elif (
+                    len(self._batch) >= FLUSH_SIZE
+                    or time.monotonic() - self._last_flush >= FLUSH_INTERVAL
+                ):
+                    self.flush()
+            elif self._drained and not self._queue:
+                break
+            else:
+                if not self._asked and not self._drained:
+                    self._asked = True
+                    self.flush(want_more=True)
+                else:
+                    self.flush()
+                self._pump(block=True)
+        self.flush()
+        return True
+
+    def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None, index: int) -> None:
+        self._current_reports = []
+        self._current_warnings = []
+        self.progress.write(index)
+        try:
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        finally:
+            self.progress.write(IDLE)
+            record = protocol.TestRecord(
+                index=index,
+                reports=tuple(self._current_reports),
+                warnings=tuple(self._current_warnings),
+            )
+            self._current_reports = None
+            self._current_warnings = []
+            self._batch.append(record)
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+        if self._current_reports is not None:
+            self._current_reports.append(data)
+
+    @pytest.hookimpl
+    def pytest_warning_recorded(
+        self,
+        warning_message: warnings.WarningMessage,
+        when: str,
+        nodeid: str,
+        location: tuple[str, int, str] | None,
+    ) -> None:
+        if when == "config":  # the controller records its own configuration warnings
+            return
+        serialized = serialize_warning(warning_message, when, nodeid, location)
+        if self._current_reports is not None:
+            self._current_warnings.append(serialized)
+        elif not self._collected_sent:
+            self._collect_warnings.append(serialized)
+        else:
+            self._batch_warnings.append(serialized)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.flush()
+
+
+# ---------------------------------------------------------------- process set-up
+
+
+def _redirect_output(base: str) -> None:
+    """Point fd 1 and fd 2 at files the controller reads (survives a crash)."""
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        target = os.open(base + suffix, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.__stdout__ = sys.stdout
+    sys.__stderr__ = sys.stderr
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """End this worker if the controller disappears without telling it."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="parallel_exec-parent-watch", daemon=True).start()
+
+
+def _set_environment(setup: protocol.WorkerSetup) -> None:
+    count = str(setup.worker_count)
+    os.environ.update(
+        {
+            "PARALLEL_EXEC_WORKER": setup.worker_id,
+            "PARALLEL_EXEC_WORKER_COUNT": count,
+            "PARALLEL_EXEC_RUN_ID": setup.run_id,
+            "PYTEST_XDIST_WORKER": setup.worker_id,
+            "PYTEST_XDIST_WORKER_COUNT": count,
+            "PYTEST_XDIST_TESTRUNUID": setup.run_id,
+        }
+    )
+
+
+def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
+    from _pytest.config import _prepareconfig
+
+    config = _prepareconfig(list(setup.args), plugins=["parallel_exec"])
+    config.option.basetemp = setup.basetemp
+    return config
+
+
+def main(channel: Any) -> None:
+    """Entry point inside the worker process (called by ``bootstrap_source``)."""
+    setup = protocol.decode(channel.receive())
+    assert isinstance(setup, protocol.WorkerSetup)
+    channel.send(
+        protocol.encode(
+            protocol.Hello(
+                worker_id=setup.worker_id,
+                pid=os.getpid(),
+                python=sys.version.split()[0],
+                package_version=__version__,
+            )
+        )
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
+    _watch_parent(os.getppid())
+    _redirect_output(setup.progress_path.rsplit(".", 1)[0])
+    os.chdir(setup.invocation_dir)
+    for entry in reversed(setup.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    _set_environment(setup)
+    worker_id = setup.worker_id
+    try:
+        config = _make_config(setup)
+        config.workerinput = {  # type: ignore[attr-defined]
+            "workerid": worker_id,
+            "workercount": setup.worker_count,
+            "testrunuid": setup.run_id,
+            "mainargv": list(setup.args),
+        }
+        config.workeroutput = {}  # type: ignore[attr-defined]
+        session = WorkerSession(config, channel, setup)
+        config.pluginmanager.register(session, "parallel_exec_worker")
+        exitstatus = config.hook.pytest_cmdline_main(config=config)
+        config._ensure_unconfigure()
+        channel.send(
+            protocol.encode(
+                protocol.SessionFinished(
+                    worker_id=worker_id,
+                    exitstatus=int(exitstatus),
+                    workeroutput=dict(config.workeroutput),  # type: ignore[attr-defined]
+                )
+            )
+        )
+    except BaseException as exc:
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, pytest.UsageError):
+            detail = "UsageError: " + str(exc)
+        try:
+            channel.send(protocol.encode(protocol.WorkerError(worker_id, detail)))
+        except Exception:
+            pass
