@@ -110,7 +110,6 @@ class ParallelRun:
         self.pool = WorkerPool(self._make_setup)
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
-        self.locations: tuple[tuple[str, int | None, str], ...] = ()
         self.views: dict[str, WorkerView] = {}
         self.reported: set[int] = set()
         self.drained: set[str] = set()
@@ -239,6 +238,7 @@ class ParallelRun:
             self.stream.publish(events.WorkerStarted(handle.worker_id, message.pid))
         elif isinstance(message, protocol.SessionFinished):
             handle.state = WorkerState.FINISHED
+            self._merge_junit_properties(message.junit_properties)
             self.running.discard(handle.worker_id)
             self._ensure_capacity()
         elif isinstance(message, protocol.WorkerError):
@@ -247,6 +247,19 @@ class ParallelRun:
                 self._stop_all("usage error")
             else:
                 self.errors[handle.worker_id] = message.traceback
+
+    def _merge_junit_properties(self, properties: tuple[tuple[str, str], ...]) -> None:
+        """Suite properties recorded in workers, once each (every worker runs the fixture)."""
+        if not properties:
+            return
+        from _pytest import junitxml
+
+        xml = self.config.stash.get(junitxml.xml_key, None)
+        if xml is None:
+            return
+        for prop in properties:
+            if prop not in xml.global_properties:
+                xml.global_properties.append(prop)
 
     # ------------------------------------------------------------------ collection
 
@@ -274,7 +287,6 @@ class ParallelRun:
     def _adopt_collection(self, message: protocol.Collected) -> None:
         config, session = self.config, self.session
         self.nodeids = message.nodeids
-        self.locations = message.locations
         reports = tuple(
             config.hook.pytest_report_from_serializable(config=config, data=data)
             for data in message.collect_reports
@@ -367,18 +379,21 @@ class ParallelRun:
                 for data in record.reports
             )
             self._publish_test(worker_id, index, reports,
-                               tuple(rebuild_warning(w) for w in record.warnings))
+                               tuple(rebuild_warning(w) for w in record.warnings),
+                               record.location)
         for warning in message.warnings:
             self.stream.publish(rebuild_warning(warning))
 
     def _publish_test(self, worker_id: str, index: int, reports: tuple[Any, ...],
-                      warnings: tuple[events.WarningRecorded, ...] = ()) -> None:
+                      warnings: tuple[events.WarningRecorded, ...] = (),
+                      location: tuple[str, int | None, str] | None = None) -> None:
         self.reported.add(index)
+        nodeid = self.nodeids[index]
         self.stream.publish(
             events.TestFinished(
                 worker_id=worker_id,
-                nodeid=self.nodeids[index],
-                location=self.locations[index],
+                nodeid=nodeid,
+                location=location or location_of(nodeid),
                 reports=reports,
                 warnings=warnings,
             )
@@ -444,7 +459,8 @@ class ParallelRun:
 
     def _report_crashed_test(self, worker_id: str, index: int, exit_code: int | None,
                              stderr: str, detail: str) -> None:
-        nodeid, location = self.nodeids[index], self.locations[index]
+        nodeid = self.nodeids[index]
+        location = location_of(nodeid)
         message = (
             f"worker {worker_id} crashed while running {nodeid} ({describe_exit(exit_code)})"
         )
@@ -476,7 +492,8 @@ class ParallelRun:
                 "is exhausted"
             )
             for index in self.scheduler.unassigned:
-                nodeid, location = self.nodeids[index], self.locations[index]
+                nodeid = self.nodeids[index]
+                location = location_of(nodeid)
                 self._publish_test(
                     "-",
                     index,
@@ -484,6 +501,12 @@ class ParallelRun:
                      closing_report(nodeid, location)),
                 )
             self.scheduler.stop()
+
+
+def location_of(nodeid: str) -> tuple[str, int | None, str]:
+    """A location for a test that never reported one (it crashed, or never ran)."""
+    path, _, rest = nodeid.partition("::")
+    return (path, None, rest.replace("::", ".") or path)
 
 
 def describe_exit(code: int | None) -> str:
@@ -518,6 +541,17 @@ class ControllerPlugin:
         self.run = ParallelRun(self.config, session, self.settings, self.stream, self.run_id)
         self.run.execute()
         return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write ``--junitxml`` test cases in collection order, as a serial run does."""
+        from _pytest import junitxml
+
+        xml = self.config.stash.get(junitxml.xml_key, None)
+        if xml is None or self.run is None:
+            return
+        order = {nodeid: i for i, nodeid in enumerate(self.run.nodeids)}
+        xml.node_reporters_ordered.sort(key=lambda reporter: order.get(reporter.id, -1))
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

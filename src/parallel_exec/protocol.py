@@ -93,8 +93,9 @@ class Collected:
     """The worker's collection, sent once, before any test runs."""
 
     worker_id: str
+    #: In the worker's collection order; locations travel with each test's record,
+    #: because computing them for every collected item costs as much as a test.
     nodeids: tuple[str, ...]
-    locations: tuple[tuple[str, int | None, str], ...]
     #: Non-passing collect reports, as produced by ``pytest_report_to_serializable``.
     collect_reports: tuple[dict[str, Any], ...]
     deselected: tuple[str, ...]
@@ -108,7 +109,10 @@ class Collected:
 class TestRecord:
     """One test's serialized reports (setup, call, teardown), in the order produced."""
 
+    __test__ = False  # not a test class, despite the name
+
     index: int
+    location: tuple[str, int | None, str]
     reports: tuple[dict[str, Any], ...]
     warnings: tuple[SerializedWarning, ...] = ()
 
@@ -129,6 +133,8 @@ class SessionFinished:
     worker_id: str
     exitstatus: int
     workeroutput: dict[str, Any] = field(default_factory=dict)
+    #: ``record_testsuite_property`` values, for the controller's ``--junitxml``.
+    junit_properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

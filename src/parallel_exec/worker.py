@@ -168,6 +168,37 @@ class WorkerSession:
         self._last_flush = time.monotonic()
         self.send(message)
 
+    # ------------------------------------------------------------ junitxml mirror
+
+    @pytest.hookimpl
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """Give fixtures a junitxml object, as they have in a serial run.
+
+        pytest does not open ``--junitxml`` in a worker, so ``record_property`` would not
+        warn about xunit2 and ``record_testsuite_property`` would record nothing.  An
+        unregistered ``LogXML`` writes no file; its suite properties go back to the
+        controller with ``SessionFinished``.
+        """
+        if not config.option.xmlpath:
+            return
+        from _pytest import junitxml
+
+        config.stash[junitxml.xml_key] = junitxml.LogXML(
+            config.option.xmlpath,
+            config.option.junitprefix,
+            config.getini("junit_suite_name"),
+            config.getini("junit_logging"),
+            config.getini("junit_duration_report"),
+            config.getini("junit_family"),
+            config.getini("junit_log_passing_tests"),
+        )
+
+    def junit_suite_properties(self) -> list[tuple[str, str]]:
+        from _pytest import junitxml
+
+        xml = self.config.stash.get(junitxml.xml_key, None)
+        return list(xml.global_properties) if xml is not None else []
+
     # ------------------------------------------------------------ collection hooks
 
     @pytest.hookimpl
@@ -187,7 +218,6 @@ class WorkerSession:
             protocol.Collected(
                 worker_id=self.worker_id,
                 nodeids=tuple(item.nodeid for item in session.items),
-                locations=tuple(item.location for item in session.items),
                 collect_reports=tuple(self._collect_reports),
                 deselected=tuple(self._deselected),
                 warnings=tuple(self._collect_warnings),
@@ -242,6 +272,7 @@ class WorkerSession:
             self.progress.write(IDLE)
             record = protocol.TestRecord(
                 index=index,
+                location=item.location,
                 reports=tuple(self._current_reports),
                 warnings=tuple(self._current_warnings),
             )
@@ -361,7 +392,13 @@ def main(channel: Any) -> None:
         config.workeroutput = {}  # type: ignore[attr-defined]
         session = WorkerSession(config, channel, setup)
         config.pluginmanager.register(session, "parallel_exec_worker")
-        exitstatus = config.hook.pytest_cmdline_main(config=config)
+        if os.environ.get("PE_PROFILE"):
+            import cProfile
+            prof = cProfile.Profile()
+            exitstatus = prof.runcall(config.hook.pytest_cmdline_main, config=config)
+            prof.dump_stats(os.environ["PE_PROFILE"] + "." + worker_id)
+        else:
+            exitstatus = config.hook.pytest_cmdline_main(config=config)
         config._ensure_unconfigure()
         channel.send(
             protocol.encode(
@@ -369,6 +406,7 @@ def main(channel: Any) -> None:
                     worker_id=worker_id,
                     exitstatus=int(exitstatus),
                     workeroutput=dict(config.workeroutput),  # type: ignore[attr-defined]
+                    junit_properties=tuple(session.junit_suite_properties()),
                 )
             )
         )

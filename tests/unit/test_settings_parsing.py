@@ -1,0 +1,202 @@
+"""Option parsers, worker-count resolution and the ini naming rule."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parallel_exec.errors import OptionError, ParallelExecError
+from parallel_exec.settings import (
+    DIST_ALIASES,
+    MAX_WORKERS,
+    OPTIONS,
+    OptionSpec,
+    Settings,
+    WorkerCount,
+    parse_dist,
+    parse_non_negative_int,
+    parse_numprocesses,
+)
+
+# ---------------------------------------------------------------------------- -n
+
+
+@pytest.mark.parametrize("count", range(MAX_WORKERS + 1))
+def test_numprocesses_accepts_every_count_up_to_the_maximum(count: int) -> None:
+    parsed = parse_numprocesses(str(count))
+    assert parsed.fixed == count
+    assert not parsed.is_auto
+    assert parsed.resolve() == count
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("auto", "auto"),
+        ("logical", "logical"),
+        ("AUTO", "auto"),
+        ("  Logical ", "logical"),
+        ("\tauto\n", "auto"),
+    ],
+)
+def test_numprocesses_rules_ignore_case_and_space(text: str, spec: str) -> None:
+    parsed = parse_numprocesses(text)
+    assert parsed == WorkerCount(spec=spec)
+    assert parsed.is_auto
+    assert parsed.fixed is None
+
+
+def test_numprocesses_number_with_space() -> None:
+    assert parse_numprocesses(" 4 ").fixed == 4
+
+
+@pytest.mark.parametrize("text", ["17", "100", "-1"])
+def test_numprocesses_out_of_range_names_the_range(text: str) -> None:
+    with pytest.raises(OptionError) as excinfo:
+        parse_numprocesses(text)
+    message = str(excinfo.value)
+    assert f"0-{MAX_WORKERS}" in message
+    assert str(int(text)) in message
+
+
+@pytest.mark.parametrize("text", ["", "many", "2.5", "four", "auto2", "0x4"])
+def test_numprocesses_garbage_explains_what_is_expected(text: str) -> None:
+    with pytest.raises(OptionError) as excinfo:
+        parse_numprocesses(text)
+    message = str(excinfo.value)
+    assert repr(text) in message
+    assert "'auto'" in message
+    assert "'logical'" in message
+    assert f"0-{MAX_WORKERS}" in message
+
+
+def test_option_error_is_a_parallel_exec_error() -> None:
+    with pytest.raises(ParallelExecError):
+        parse_numprocesses("nope")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers())
+def test_numprocesses_accepts_exactly_the_range(count: int) -> None:
+    if 0 <= count <= MAX_WORKERS:
+        assert parse_numprocesses(str(count)).fixed == count
+    else:
+        with pytest.raises(OptionError):
+            parse_numprocesses(str(count))
+
+
+@pytest.mark.parametrize("spec", ["auto", "logical"])
+def test_resolved_rules_stay_within_one_to_the_maximum(spec: str) -> None:
+    assert 1 <= parse_numprocesses(spec).resolve() <= MAX_WORKERS
+
+
+def test_auto_never_exceeds_the_affinity_mask() -> None:
+    assert parse_numprocesses("auto").resolve() <= len(os.sched_getaffinity(0))
+
+
+def test_logical_counts_the_machine() -> None:
+    machine = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    assert parse_numprocesses("logical").resolve() == min(MAX_WORKERS, machine)
+
+
+# ---------------------------------------------------------------------------- --dist
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed", "strategy"),
+    [
+        ("load", "load", "load"),
+        ("worksteal", "worksteal", "load"),
+        ("no", "no", "no"),
+        (" LOAD ", "load", "load"),
+        ("WorkSteal", "worksteal", "load"),
+    ],
+)
+def test_dist_accepts_known_names(text: str, parsed: str, strategy: str) -> None:
+    assert parse_dist(text) == parsed
+    assert DIST_ALIASES[parse_dist(text)] == strategy
+
+
+@pytest.mark.parametrize("text", ["each", "loadscope", "", "random"])
+def test_dist_rejects_others_listing_the_choices(text: str) -> None:
+    with pytest.raises(OptionError) as excinfo:
+        parse_dist(text)
+    message = str(excinfo.value)
+    assert repr(text) in message
+    assert "choose from: load, no, worksteal" in message
+
+
+# ---------------------------------------------------------------------------- integers
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("3", 3), (" 12 ", 12), ("100", 100)])
+def test_non_negative_int_accepts(text: str, value: int) -> None:
+    assert parse_non_negative_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "-20"])
+def test_non_negative_int_rejects_negatives(text: str) -> None:
+    with pytest.raises(OptionError, match=r"expected a whole number >= 0, got -\d+"):
+        parse_non_negative_int(text)
+
+
+@pytest.mark.parametrize("text", ["", "x", "1.5", "one"])
+def test_non_negative_int_rejects_garbage(text: str) -> None:
+    with pytest.raises(OptionError) as excinfo:
+        parse_non_negative_int(text)
+    assert f"expected a whole number >= 0, got {text!r}" == str(excinfo.value)
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+def spec_for(*flags: str) -> OptionSpec:
+    return OptionSpec(flags=flags, dest="d", parse=str, default=None, metavar="M", help="h")
+
+
+@pytest.mark.parametrize(
+    ("flags", "ini_name"),
+    [
+        (("--max-worker-restart",), "parallel_exec_max_worker_restart"),
+        (("-n", "--numprocesses"), "parallel_exec_numprocesses"),
+        (("--dist",), "parallel_exec_dist"),
+        (("--a-b-c-d",), "parallel_exec_a_b_c_d"),
+    ],
+)
+def test_ini_name_rule(flags: tuple[str, ...], ini_name: str) -> None:
+    spec = spec_for(*flags)
+    assert spec.ini_name == ini_name
+    assert spec.display == "/".join(flags)
+
+
+def test_declared_options_follow_the_ini_rule() -> None:
+    names = {spec.long_flag: spec.ini_name for spec in OPTIONS}
+    assert names == {
+        "--numprocesses": "parallel_exec_numprocesses",
+        "--dist": "parallel_exec_dist",
+        "--max-worker-restart": "parallel_exec_max_worker_restart",
+    }
+
+
+def test_declared_defaults_parse() -> None:
+    for spec in OPTIONS:
+        if spec.default is not None:
+            spec.parse(spec.default)
+
+
+@pytest.mark.parametrize(
+    ("workers", "dist", "parallel"),
+    [
+        (None, "load", False),
+        (WorkerCount("0", 0), "load", False),
+        (WorkerCount("2", 2), "load", True),
+        (WorkerCount("2", 2), "no", False),
+        (WorkerCount("auto"), "load", True),
+    ],
+)
+def test_wants_parallel(workers: WorkerCount | None, dist: str, parallel: bool) -> None:
+    assert Settings(workers=workers, dist=dist, max_worker_restart=None).wants_parallel is parallel
