@@ -61,8 +61,9 @@ class SuiteInfo:
     #: The longest single ``time.sleep`` in seconds (0 for suites that do not sleep).
     longest_sleep: float
 
-    def describe(self) -> str:
-        text = f"{self.kind}: {self.tests} test{'s' if self.tests != 1 else ''}"
+    def describe(self, with_kind: bool = True) -> str:
+        text = f"{self.kind}: " if with_kind else ""
+        text += f"{self.tests} test{'s' if self.tests != 1 else ''}"
         text += f" in {self.files} file{'s' if self.files != 1 else ''}"
         if self.total_sleep:
             text += f", {self.total_sleep:g} s of sleep in total, longest {self.longest_sleep:g} s"

@@ -35,6 +35,7 @@ from .pool import (
     WorkerPool,
     WorkerState,
 )
+from .junit_order import JunitOrder
 from .replay import HookReplay, rebuild_warning
 from .scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
 from .settings import Settings
@@ -429,7 +430,7 @@ class ParallelRun:
         handle.state = WorkerState.CRASHED
         self.running.discard(worker_id)
         exit_code = self.pool.exit_code(worker_id)
-        stderr = handle.stderr_tail()
+        stderr = handle.stderr_since_test_start()
         detail = self.errors.get(worker_id, "")
         crashed: int | None = None
         view = self.views.get(worker_id)
@@ -529,7 +530,8 @@ class ControllerPlugin:
         self.config = config
         self.settings = settings
         self.run_id = uuid.uuid4().hex
-        self.stream = events.EventStream([HookReplay(config)])
+        self.junit_order = JunitOrder(config)
+        self.stream = events.EventStream([HookReplay(config), self.junit_order])
         self.run: ParallelRun | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -545,18 +547,14 @@ class ControllerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write ``--junitxml`` test cases in collection order, as a serial run does."""
-        from _pytest import junitxml
-
-        xml = self.config.stash.get(junitxml.xml_key, None)
-        if xml is None or self.run is None:
-            return
-        order = {nodeid: i for i, nodeid in enumerate(self.run.nodeids)}
-        xml.node_reporters_ordered.sort(key=lambda reporter: order.get(reporter.id, -1))
+        self.junit_order.reorder()
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
-        if run is not None and run.not_run and run.stop_reason:
+        session = getattr(terminalreporter, "_session", None)
+        stopped = session is not None and (session.shouldfail or session.shouldstop)
+        if run is not None and run.not_run and stopped:
             terminalreporter.write_line(
                 f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
                 f"not run ({run.stop_reason})"

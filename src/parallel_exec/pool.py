@@ -29,7 +29,7 @@ from . import protocol
 from .worker import ProgressFile, bootstrap_source
 
 #: How much of a dead worker's stderr goes into the report of the test it was running.
-STDERR_TAIL_BYTES = 4000
+STDERR_EXCERPT_BYTES = 16000
 TAIL_POLL_SECONDS = 0.05
 
 
@@ -98,19 +98,25 @@ class WorkerHandle:
         """Worker-local index of the test this worker was running (-1: none)."""
         return ProgressFile.read(self.progress_path)
 
-    def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
-        try:
-            with open(self.stderr_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - limit))
-                data = fh.read()
-        except OSError:
-            return ""
-        text = data.decode("utf-8", "replace")
-        if size > limit and "\n" in text:
-            text = text.split("\n", 1)[1]
-        return text
+    def stderr_since_test_start(self) -> str:
+        """What the worker wrote to stderr since its last test began (head and tail)."""
+        _, start = ProgressFile.read_entry(self.progress_path)
+        return read_excerpt(self.stderr_path, start)
+
+
+def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
+    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return ""
+    if len(data) > limit:
+        head, tail = data[: limit // 4], data[-(limit - limit // 4) :]
+        skipped = len(data) - len(head) - len(tail)
+        data = head + f"\n[... {skipped} bytes not shown ...]\n".encode() + tail
+    return data.decode("utf-8", "replace")
 
 
 class WorkerPool:

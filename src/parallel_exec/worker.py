@@ -37,7 +37,7 @@ LOW_WATER = 2
 FLUSH_INTERVAL = 0.02
 FLUSH_SIZE = 500
 
-PROGRESS_FORMAT = struct.Struct("<q")
+PROGRESS_FORMAT = struct.Struct("<qq")
 IDLE = -1
 
 
@@ -53,25 +53,36 @@ def bootstrap_source(package_parent: str) -> str:
 
 
 class ProgressFile:
-    """Eight bytes naming the worker-local index of the test in progress (or -1)."""
+    """The worker-local index of the test in progress (-1: none) and where its stderr starts.
+
+    Written before and after every test with one ``pwrite`` (no flush needed: the
+    kernel keeps it when the process dies), read by the controller after a crash.
+    """
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.write(IDLE)
 
     def write(self, index: int) -> None:
-        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index), 0)
+        stderr_at = os.fstat(_stderr_file_fd).st_size if index != IDLE else 0
+        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at), 0)
 
     @staticmethod
-    def read(path: str) -> int:
+    def read_entry(path: str) -> tuple[int, int]:
+        """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
         try:
             with open(path, "rb") as fh:
                 data = fh.read(PROGRESS_FORMAT.size)
         except OSError:
-            return IDLE
+            return IDLE, 0
         if len(data) != PROGRESS_FORMAT.size:
-            return IDLE
-        return int(PROGRESS_FORMAT.unpack(data)[0])
+            return IDLE, 0
+        index, stderr_at = PROGRESS_FORMAT.unpack(data)
+        return int(index), int(stderr_at)
+
+    @classmethod
+    def read(cls, path: str) -> int:
+        return cls.read_entry(path)[0]
 
 
 def serialize_warning(
@@ -192,6 +203,20 @@ class WorkerSession:
             config.getini("junit_family"),
             config.getini("junit_log_passing_tests"),
         )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Silence this worker's terminal reporter: the controller reports everything.
+
+        A worker's stdout is the channel for output that escapes capture (streamed with
+        ``-s``), so the worker's own progress lines must not land there.
+        """
+        from _pytest._io import TerminalWriter
+
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and hasattr(reporter, "_tw"):
+            reporter._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        _keep_output_on_exit(self.config)
 
     def junit_suite_properties(self) -> list[tuple[str, str]]:
         from _pytest import junitxml
@@ -322,6 +347,39 @@ def _redirect_output(base: str) -> None:
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.__stdout__ = sys.stdout
     sys.__stderr__ = sys.stderr
+    global _stderr_file_fd
+    _stderr_file_fd = os.dup(2)  # stays on the file while pytest captures fd 2
+
+
+def _keep_output_on_exit(config: pytest.Config) -> None:
+    """Make ``os._exit`` in a test leave the test's captured output in the stderr file.
+
+    pytest captures into an anonymous temporary file, which dies with the process; a
+    test that calls ``os._exit`` would take its own last words with it.  Only this
+    process is affected (a forked child calls the original).
+    """
+    original = os._exit
+    pid = os.getpid()
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def _exit(code: int) -> None:  # type: ignore[misc]
+        if os.getpid() == pid and capman is not None:
+            try:
+                out, err = capman.read_global_capture()
+                for label, text in (("stdout", out), ("stderr", err)):
+                    if text:
+                        header = f"--- captured {label} before os._exit({code}) ---\n"
+                        os.write(_stderr_file_fd, header.encode())
+                        os.write(_stderr_file_fd, text.encode("utf-8", "replace"))
+            except Exception:
+                pass
+        original(code)
+
+    os._exit = _exit  # type: ignore[assignment]
+
+
+_hard_exit = os._exit
+_stderr_file_fd = 2
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -331,7 +389,7 @@ def _watch_parent(parent_pid: int) -> None:
         while True:
             time.sleep(1.0)
             if os.getppid() != parent_pid:
-                os._exit(70)
+                _hard_exit(70)
 
     threading.Thread(target=watch, name="parallel_exec-parent-watch", daemon=True).start()
 

@@ -1,0 +1,192 @@
+"""Every wire message survives ``encode``/``decode`` unchanged; nothing else decodes."""
+
+from __future__ import annotations
+
+import pickle
+import typing
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parallel_exec import protocol
+from parallel_exec.scheduling import base as scheduling
+
+WARNING = protocol.SerializedWarning(
+    message="deprecated thing",
+    category_module="builtins",
+    category_name="DeprecationWarning",
+    filename="/src/tests/test_x.py",
+    lineno=12,
+    line=None,
+    when="runtest",
+    nodeid="tests/test_x.py::test_a",
+    location=("tests/test_x.py", 11, "test_a"),
+)
+
+REPORT = {
+    "$report_type": "TestReport",
+    "nodeid": "tests/test_x.py::test_a",
+    "location": ("tests/test_x.py", 11, "test_a"),
+    "keywords": {"test_a": 1},
+    "outcome": "passed",
+    "longrepr": None,
+    "when": "call",
+    "sections": [("Captured stdout call", "hello\n")],
+    "duration": 0.25,
+    "user_properties": [("k", "v")],
+}
+
+EXAMPLES: list[protocol.Message] = [
+    protocol.WorkerSetup(
+        worker_id="gw0",
+        worker_count=4,
+        run_id="abc123",
+        protocol_version=protocol.PROTOCOL_VERSION,
+        package_version="0.1.0",
+        args=["-p", "parallel_exec", "-n", "4", "tests"],
+        option_dict={"verbose": 2, "markexpr": "not slow"},
+        invocation_dir="/src",
+        sys_path=["/src", "/venv/lib"],
+        basetemp="/tmp/base/gw0",
+        progress_path="/tmp/run/gw0.progress",
+        capture_off=False,
+    ),
+    protocol.Assign(indices=(0, 5, 3)),
+    protocol.Assign(indices=()),
+    protocol.Drain(),
+    protocol.Stop(reason="-x: 1 failed"),
+    protocol.Hello(worker_id="gw1", pid=4242, python="3.12.1", package_version="0.1.0"),
+    protocol.Collected(
+        worker_id="gw0",
+        nodeids=("tests/test_x.py::test_a", "tests/test_x.py::test_b[1-2]"),
+        collect_reports=({"$report_type": "CollectReport", "nodeid": "tests/bad.py"},),
+        deselected=("tests/test_x.py::test_c",),
+        warnings=(WARNING,),
+        collection_failed=True,
+    ),
+    protocol.Progress(worker_id="gw2"),
+    protocol.Progress(
+        worker_id="gw2",
+        tests=(
+            protocol.TestRecord(
+                index=3,
+                location=("tests/test_x.py", 11, "test_a"),
+                reports=(REPORT,),
+                warnings=(WARNING,),
+            ),
+            protocol.TestRecord(index=4, location=("tests/test_y.py", None, "test_b"), reports=()),
+        ),
+        warnings=(WARNING,),
+        want_more=True,
+        queued=7,
+    ),
+    protocol.SessionFinished(
+        worker_id="gw0",
+        exitstatus=1,
+        workeroutput={"cov": [1, 2]},
+        junit_properties=(("build", "42"), ("host", "ci")),
+    ),
+    protocol.SessionFinished(worker_id="gw0", exitstatus=0),
+    protocol.WorkerError(worker_id="gw3", traceback="Traceback...\nRuntimeError: boom\n"),
+]
+
+
+def message_classes() -> set[type[Any]]:
+    return set(typing.get_args(protocol.Message))
+
+
+def test_examples_cover_every_message_class() -> None:
+    assert {type(m) for m in EXAMPLES} == message_classes()
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip(message: protocol.Message) -> None:
+    payload = protocol.encode(message)
+    assert isinstance(payload, bytes)
+    decoded = protocol.decode(payload)
+    assert type(decoded) is type(message)
+    assert decoded == message
+
+
+@pytest.mark.parametrize(
+    "thing",
+    [
+        None,
+        {"kind": "assign", "indices": [1, 2]},
+        ("Assign", (1, 2)),
+        b"bytes",
+        WARNING,  # part of a message, not a message
+        protocol.TestRecord(index=0, location=("t.py", 1, "t"), reports=()),
+        scheduling.Assign("gw0", (1,)),  # same name, other module
+        scheduling.Drain("gw0"),
+    ],
+    ids=repr,
+)
+def test_decode_rejects_non_messages(thing: object) -> None:
+    with pytest.raises(TypeError, match="not a parallel_exec protocol message"):
+        protocol.decode(pickle.dumps(thing))
+
+
+def test_messages_are_frozen() -> None:
+    message = protocol.Assign(indices=(1,))
+    with pytest.raises(AttributeError):
+        message.indices = (2,)  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------- property
+
+# Values that compare equal to themselves after a pickle round trip (no NaN).
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+    | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=10,
+)
+reports = st.dictionaries(st.text(max_size=8), json_like, max_size=4)
+warnings_ = st.builds(
+    protocol.SerializedWarning,
+    message=st.text(),
+    category_module=st.text(max_size=20),
+    category_name=st.text(max_size=20),
+    filename=st.text(max_size=20),
+    lineno=st.integers(0, 10**6),
+    line=st.none() | st.text(max_size=20),
+    when=st.sampled_from(["collect", "runtest", "config"]),
+    nodeid=st.text(max_size=20),
+    location=st.none() | st.tuples(st.text(max_size=10), st.integers(0, 999), st.text()),
+)
+records = st.builds(
+    protocol.TestRecord,
+    index=st.integers(0, 10**5),
+    location=st.tuples(st.text(max_size=10), st.none() | st.integers(0, 999), st.text()),
+    reports=st.lists(reports, max_size=3).map(tuple),
+    warnings=st.lists(warnings_, max_size=2).map(tuple),
+)
+messages: st.SearchStrategy[protocol.Message] = st.one_of(
+    st.builds(protocol.Assign, indices=st.lists(st.integers(0, 10**6), max_size=50).map(tuple)),
+    st.builds(protocol.Drain),
+    st.builds(protocol.Stop, reason=st.text()),
+    st.builds(protocol.Hello, worker_id=st.text(), pid=st.integers(1, 2**22),
+              python=st.text(), package_version=st.text()),
+    st.builds(
+        protocol.Progress,
+        worker_id=st.text(max_size=5),
+        tests=st.lists(records, max_size=4).map(tuple),
+        warnings=st.lists(warnings_, max_size=2).map(tuple),
+        want_more=st.booleans(),
+        queued=st.integers(0, 1000),
+    ),
+    st.builds(protocol.SessionFinished, worker_id=st.text(), exitstatus=st.integers(0, 5),
+              workeroutput=st.dictionaries(st.text(max_size=5), json_like, max_size=3),
+              junit_properties=st.lists(st.tuples(st.text(), st.text()), max_size=3).map(tuple)),
+    st.builds(protocol.WorkerError, worker_id=st.text(), traceback=st.text()),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(messages)
+def test_round_trip_property(message: protocol.Message) -> None:
+    assert protocol.decode(protocol.encode(message)) == message
