@@ -25,6 +25,7 @@ from . import events, protocol
 from ._version import __version__
 from .cpus import usable_cpus
 from .errors import CollectionMismatchError
+from .junit_order import JunitOrder
 from .pool import (
     ChannelClosed,
     OutputLine,
@@ -35,7 +36,6 @@ from .pool import (
     WorkerPool,
     WorkerState,
 )
-from .junit_order import JunitOrder
 from .replay import HookReplay, rebuild_warning
 from .scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
 from .settings import Settings
@@ -93,8 +93,14 @@ def closing_report(nodeid: str, location: tuple[str, int | None, str]) -> pytest
 class ParallelRun:
     """One parallel session: owns the pool, the scheduler and the canonical collection."""
 
-    def __init__(self, config: pytest.Config, session: pytest.Session, settings: Settings,
-                 stream: events.EventStream, run_id: str) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        session: pytest.Session,
+        settings: Settings,
+        stream: events.EventStream,
+        run_id: str,
+    ) -> None:
         self.config = config
         self.session = session
         self.settings = settings
@@ -199,9 +205,7 @@ class ParallelRun:
         session = self.session
         if self.collection_failed:
             count = session.testsfailed
-            raise session.Interrupted(
-                f"{count} error{'s' if count != 1 else ''} during collection"
-            )
+            raise session.Interrupted(f"{count} error{'s' if count != 1 else ''} during collection")
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
@@ -244,7 +248,7 @@ class ParallelRun:
             self._ensure_capacity()
         elif isinstance(message, protocol.WorkerError):
             if message.traceback.startswith("UsageError: ") and not self.nodeids:
-                self.fatal = pytest.UsageError(message.traceback[len("UsageError: "):])
+                self.fatal = pytest.UsageError(message.traceback[len("UsageError: ") :])
                 self._stop_all("usage error")
             else:
                 self.errors[handle.worker_id] = message.traceback
@@ -379,15 +383,24 @@ class ParallelRun:
                 hook.pytest_report_from_serializable(config=self.config, data=data)
                 for data in record.reports
             )
-            self._publish_test(worker_id, index, reports,
-                               tuple(rebuild_warning(w) for w in record.warnings),
-                               record.location)
+            self._publish_test(
+                worker_id,
+                index,
+                reports,
+                tuple(rebuild_warning(w) for w in record.warnings),
+                record.location,
+            )
         for warning in message.warnings:
             self.stream.publish(rebuild_warning(warning))
 
-    def _publish_test(self, worker_id: str, index: int, reports: tuple[Any, ...],
-                      warnings: tuple[events.WarningRecorded, ...] = (),
-                      location: tuple[str, int | None, str] | None = None) -> None:
+    def _publish_test(
+        self,
+        worker_id: str,
+        index: int,
+        reports: tuple[Any, ...],
+        warnings: tuple[events.WarningRecorded, ...] = (),
+        location: tuple[str, int | None, str] | None = None,
+    ) -> None:
         self.reported.add(index)
         nodeid = self.nodeids[index]
         self.stream.publish(
@@ -449,29 +462,35 @@ class ParallelRun:
                 stderr_tail=stderr,
             )
         )
-        if not self.nodeids and self.fatal is None and self.stop_reason is None:
-            if self.restarts >= self.max_restarts and not self.pool.alive():
-                self.fatal = pytest.UsageError(
-                    f"parallel_exec: worker {worker_id} ended before collecting "
-                    f"({describe_exit(exit_code)}); its stderr:\n{stderr}{detail}"
-                )
-                return
+        if (
+            not self.nodeids
+            and self.fatal is None
+            and self.stop_reason is None
+            and self.restarts >= self.max_restarts
+            and not self.pool.alive()
+        ):
+            self.fatal = pytest.UsageError(
+                f"parallel_exec: worker {worker_id} ended before collecting "
+                f"({describe_exit(exit_code)}); its stderr:\n{stderr}{detail}"
+            )
+            return
         self._ensure_capacity()
 
-    def _report_crashed_test(self, worker_id: str, index: int, exit_code: int | None,
-                             stderr: str, detail: str) -> None:
+    def _report_crashed_test(
+        self, worker_id: str, index: int, exit_code: int | None, stderr: str, detail: str
+    ) -> None:
         nodeid = self.nodeids[index]
         location = location_of(nodeid)
-        message = (
-            f"worker {worker_id} crashed while running {nodeid} ({describe_exit(exit_code)})"
-        )
+        message = f"worker {worker_id} crashed while running {nodeid} ({describe_exit(exit_code)})"
         if detail:
             message += "\n" + detail
         self._publish_test(
             worker_id,
             index,
-            (crash_report(nodeid, location, message, stderr, "call"),
-             closing_report(nodeid, location)),
+            (
+                crash_report(nodeid, location, message, stderr, "call"),
+                closing_report(nodeid, location),
+            ),
         )
 
     def _ensure_capacity(self) -> None:
@@ -498,8 +517,10 @@ class ParallelRun:
                 self._publish_test(
                     "-",
                     index,
-                    (crash_report(nodeid, location, reason, "", "setup"),
-                     closing_report(nodeid, location)),
+                    (
+                        crash_report(nodeid, location, reason, "", "setup"),
+                        closing_report(nodeid, location),
+                    ),
                 )
             self.scheduler.stop()
 

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol
 
 import pytest
 
@@ -110,16 +110,16 @@ class RunFinished:
     finished_at: float = field(default_factory=time.time)
 
 
-RunEvent = Union[
-    RunStarted,
-    WorkerStarted,
-    CollectionFinished,
-    WarningRecorded,
-    TestFinished,
-    WorkerOutput,
-    WorkerCrashed,
-    RunFinished,
-]
+RunEvent = (
+    RunStarted
+    | WorkerStarted
+    | CollectionFinished
+    | WarningRecorded
+    | TestFinished
+    | WorkerOutput
+    | WorkerCrashed
+    | RunFinished
+)
 
 
 class Consumer(Protocol):

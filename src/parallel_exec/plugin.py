@@ -71,9 +71,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     count = settings.workers.resolve()
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
-    return [
-        f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, dist={settings.dist}"
-    ]
+    return [f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, dist={settings.dist}"]
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 PROTOCOL_VERSION = 1
 
@@ -60,7 +60,7 @@ class Stop:
     reason: str
 
 
-ControllerMessage = Union[WorkerSetup, Assign, Drain, Stop]
+ControllerMessage = WorkerSetup | Assign | Drain | Stop
 
 # ---------------------------------------------------------------- worker -> controller
 
@@ -145,8 +145,8 @@ class WorkerError:
     traceback: str
 
 
-WorkerMessage = Union[Hello, Collected, Progress, SessionFinished, WorkerError]
-Message = Union[ControllerMessage, WorkerMessage]
+WorkerMessage = Hello | Collected | Progress | SessionFinished | WorkerError
+Message = ControllerMessage | WorkerMessage
 
 
 def encode(message: Message) -> bytes:
@@ -157,8 +157,17 @@ def decode(payload: bytes) -> Message:
     message = pickle.loads(payload)
     if not isinstance(
         message,
-        (WorkerSetup, Assign, Drain, Stop, Hello, Collected, Progress, SessionFinished,
-         WorkerError),
+        (
+            WorkerSetup,
+            Assign,
+            Drain,
+            Stop,
+            Hello,
+            Collected,
+            Progress,
+            SessionFinished,
+            WorkerError,
+        ),
     ):
         raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
     return message  # type: ignore[return-value]

@@ -14,6 +14,7 @@ test being run is kept in a small progress file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -48,7 +49,7 @@ def bootstrap_source(package_parent: str) -> str:
         f"_p = {package_parent!r}\n"
         "if _p not in sys.path: sys.path.append(_p)\n"
         "from parallel_exec.worker import main\n"
-        "main(channel)\n"  # noqa: ISC003 - 'channel' is injected by execnet
+        "main(channel)\n"
     )
 
 
@@ -343,10 +344,11 @@ def _redirect_output(base: str) -> None:
         target = os.open(base + suffix, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(target, fd)
         os.close(target)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    sys.__stdout__ = sys.stdout
-    sys.__stderr__ = sys.stderr
+    # New text streams on the redirected descriptors; they live as long as the process.
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.__stdout__ = sys.stdout  # type: ignore[misc]
+    sys.__stderr__ = sys.stderr  # type: ignore[misc]
     global _stderr_file_fd
     _stderr_file_fd = os.dup(2)  # stays on the file while pytest captures fd 2
 
@@ -452,6 +454,7 @@ def main(channel: Any) -> None:
         config.pluginmanager.register(session, "parallel_exec_worker")
         if os.environ.get("PE_PROFILE"):
             import cProfile
+
             prof = cProfile.Profile()
             exitstatus = prof.runcall(config.hook.pytest_cmdline_main, config=config)
             prof.dump_stats(os.environ["PE_PROFILE"] + "." + worker_id)
@@ -472,7 +475,5 @@ def main(channel: Any) -> None:
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if isinstance(exc, pytest.UsageError):
             detail = "UsageError: " + str(exc)
-        try:
+        with contextlib.suppress(Exception):
             channel.send(protocol.encode(protocol.WorkerError(worker_id, detail)))
-        except Exception:
-            pass

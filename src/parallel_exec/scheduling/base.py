@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Drain:
     worker: str
 
 
-Decision = Union[Assign, Drain]
+Decision = Assign | Drain
 
 
 class Scheduler(Protocol):
