@@ -81,7 +81,7 @@ class TestFinished:
             elif report.failed:
                 return "error" if result == "passed" else result
             elif report.skipped:
-                result = "skipped"
+                result = "xfailed" if wasxfail else "skipped"
         return result
 
     @property

@@ -8,7 +8,7 @@ plugins) sees the same calls here, in the order pytest makes them for one test:
 
 from __future__ import annotations
 
-import importlib
+import sys
 import warnings
 from typing import Any
 
@@ -17,18 +17,31 @@ import pytest
 from . import events, protocol
 
 
+def warning_category(module_name: str, qualname: str) -> type[Warning]:
+    """The warning class named by the worker, without importing anything here.
+
+    A class from a module the controller already has (builtins, pytest, a library) is
+    the real one.  A class defined in a test module is not, because the controller never
+    imports test modules (that would run their code in the controller): a stand-in
+    subclass of ``UserWarning`` with the same name keeps the summary's wording.
+    """
+    module = sys.modules.get(module_name)
+    if module is not None:
+        candidate: Any = module
+        for part in qualname.split("."):
+            candidate = getattr(candidate, part, None)
+        if isinstance(candidate, type) and issubclass(candidate, Warning):
+            return candidate
+    name = qualname.rsplit(".", 1)[-1] or "UserWarning"
+    stand_in = type(name, (UserWarning,), {"__module__": module_name, "__qualname__": qualname})
+    return stand_in
+
+
 def rebuild_warning(data: protocol.SerializedWarning) -> events.WarningRecorded:
     """Recreate a ``WarningMessage`` close enough for pytest's formatting and counting."""
-    category: type[Warning] = UserWarning
-    try:
-        candidate = getattr(importlib.import_module(data.category_module), data.category_name)
-        if isinstance(candidate, type) and issubclass(candidate, Warning):
-            category = candidate
-    except Exception:
-        pass
     message = warnings.WarningMessage(
         message=data.message,
-        category=category,
+        category=warning_category(data.category_module, data.category_name),
         filename=data.filename,
         lineno=data.lineno,
         line=data.line,

@@ -53,12 +53,11 @@ def parse_numprocesses(value: str) -> WorkerCount:
     text = str(value).strip().lower()
     if text in ("auto", "logical"):
         return WorkerCount(spec=text)
-    try:
-        count = int(text)
-    except ValueError:
+    if not (text.isascii() and text.isdigit()):
         raise OptionError(
             f"expected a number of workers (0-{MAX_WORKERS}), 'auto' or 'logical', got {value!r}"
-        ) from None
+        )
+    count = int(text)
     if not 0 <= count <= MAX_WORKERS:
         raise OptionError(f"the number of workers must be 0-{MAX_WORKERS}, got {count}")
     return WorkerCount(spec=text, fixed=count)
@@ -73,13 +72,11 @@ def parse_dist(value: str) -> str:
 
 
 def parse_non_negative_int(value: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise OptionError(f"expected a whole number >= 0, got {value!r}") from None
-    if number < 0:
-        raise OptionError(f"expected a whole number >= 0, got {number}")
-    return number
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        shown = text if text.lstrip("-").isdigit() else repr(value)
+        raise OptionError(f"expected a whole number >= 0, got {shown}")
+    return int(text)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_test_finished_is_not_collected_as_a_test_class() -> None:
 
 # ---------------------------------------------------------------------------- a real run
 
-SAMPLE = '''
+SAMPLE = """
 import pytest
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_xfail_not_run():
 
 def test_xfail_in_fixture(xfail_in_setup):
     pass
-'''
+"""
 
 #: test name -> (our one word, the categories pytest's terminal summary counts it in)
 EXPECTED: dict[str, tuple[str, set[str]]] = {

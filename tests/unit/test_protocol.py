@@ -139,10 +139,10 @@ def test_messages_are_frozen() -> None:
 
 # Values that compare equal to themselves after a pickle round trip (no NaN).
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10)
-    | st.floats(allow_nan=False),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.floats(allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 reports = st.dictionaries(st.text(max_size=8), json_like, max_size=4)
@@ -169,8 +169,13 @@ messages: st.SearchStrategy[protocol.Message] = st.one_of(
     st.builds(protocol.Assign, indices=st.lists(st.integers(0, 10**6), max_size=50).map(tuple)),
     st.builds(protocol.Drain),
     st.builds(protocol.Stop, reason=st.text()),
-    st.builds(protocol.Hello, worker_id=st.text(), pid=st.integers(1, 2**22),
-              python=st.text(), package_version=st.text()),
+    st.builds(
+        protocol.Hello,
+        worker_id=st.text(),
+        pid=st.integers(1, 2**22),
+        python=st.text(),
+        package_version=st.text(),
+    ),
     st.builds(
         protocol.Progress,
         worker_id=st.text(max_size=5),
@@ -179,9 +184,13 @@ messages: st.SearchStrategy[protocol.Message] = st.one_of(
         want_more=st.booleans(),
         queued=st.integers(0, 1000),
     ),
-    st.builds(protocol.SessionFinished, worker_id=st.text(), exitstatus=st.integers(0, 5),
-              workeroutput=st.dictionaries(st.text(max_size=5), json_like, max_size=3),
-              junit_properties=st.lists(st.tuples(st.text(), st.text()), max_size=3).map(tuple)),
+    st.builds(
+        protocol.SessionFinished,
+        worker_id=st.text(),
+        exitstatus=st.integers(0, 5),
+        workeroutput=st.dictionaries(st.text(max_size=5), json_like, max_size=3),
+        junit_properties=st.lists(st.tuples(st.text(), st.text()), max_size=3).map(tuple),
+    ),
     st.builds(protocol.WorkerError, worker_id=st.text(), traceback=st.text()),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 
 import pytest
@@ -113,6 +114,18 @@ def serialized_with(module: str, name: str) -> protocol.SerializedWarning:
     ],
 )
 def test_unknown_category_falls_back_to_user_warning(module: str, name: str) -> None:
+    """Nothing is imported for it: a ``UserWarning`` stand-in keeps the shown name."""
     rebuilt = rebuild_warning(serialized_with(module, name))
-    assert rebuilt.warning_message.category is UserWarning
+    category = rebuilt.warning_message.category
+    assert issubclass(category, UserWarning)
+    assert category.__name__ == (name.rsplit(".", 1)[-1] or "UserWarning")
     assert str(rebuilt.warning_message.message) == "fallback"
+
+
+def test_category_of_unimported_test_module_is_not_imported() -> None:
+    """The controller must not run a test module's code to name a warning class."""
+    module = "test_module_never_imported_by_parallel_exec"
+    rebuilt = rebuild_warning(serialized_with(module, "MyWarning"))
+    assert module not in sys.modules
+    assert rebuilt.warning_message.category.__name__ == "MyWarning"
+    assert rebuilt.warning_message.category.__module__ == module
