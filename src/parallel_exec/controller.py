@@ -15,7 +15,6 @@ import os
 import queue
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ import pytest
 
 from . import events, protocol
 from ._version import __version__
+from .canonical import CanonicalCollection, check_agrees, merge
 from .cpus import usable_cpus
-from .errors import CollectionMismatchError
+from .errors import CollectionMismatchError, WorkerStartError
 from .junit_order import JunitOrder
 from .pool import (
     ChannelClosed,
@@ -36,7 +36,7 @@ from .pool import (
     WorkerPool,
     WorkerState,
 )
-from .replay import HookReplay, rebuild_warning
+from .replay import HookReplay, rebuild_warning, terminal_line
 from .scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
 from .settings import Settings
 
@@ -49,14 +49,6 @@ class RunState(enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"
     FINISHED = "finished"
-
-
-@dataclass
-class WorkerView:
-    """What the controller knows about one worker's collection."""
-
-    to_canonical: list[int]
-    to_local: dict[int, int]
 
 
 def crash_report(
@@ -117,7 +109,14 @@ class ParallelRun:
         self.pool = WorkerPool(self._make_setup)
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
-        self.views: dict[str, WorkerView] = {}
+        self.canonical: CanonicalCollection | None = None
+        self.split = settings.collection == "split"
+        self.first_wave = min(self.planned, usable_cpus())
+        #: Collections of the first wave by share index (split) or arrival (full), until
+        #: all of them are in: no test starts before every first-wave worker agrees.
+        self.shares: dict[int, protocol.Collected] = {}
+        self.share_of: dict[str, tuple[int, int] | None] = {}
+        self.waiting: list[str] = []
         self.reported: set[int] = set()
         self.drained: set[str] = set()
         self.running: set[str] = set()
@@ -152,11 +151,18 @@ class ParallelRun:
             basetemp=str(Path(self.basetemp) / worker_id),
             progress_path=progress_path,
             capture_off=self.config.getoption("capture", None) == "no",
+            share=self.share_of.get(worker_id),
         )
 
-    def _spawn(self, count: int) -> None:
-        if count > 0:
-            self.pool.start([self.pool.next_worker_id() for _ in range(count)])
+    def _spawn(self, shares: list[tuple[int, int] | None]) -> None:
+        ids = [self.pool.next_worker_id() for _ in shares]
+        self.share_of.update(zip(ids, shares, strict=False))
+        self.pool.start(ids)
+
+    def _first_wave_shares(self) -> list[tuple[int, int] | None]:
+        if self.split:
+            return [(k, self.first_wave) for k in range(self.first_wave)]
+        return [(0, 1)] * self.first_wave
 
     # ------------------------------------------------------------------ main loop
 
@@ -164,7 +170,7 @@ class ParallelRun:
         interrupted = False
         self.stream.publish(events.RunStarted(self.run_id, self.planned, self.settings.dist))
         try:
-            self._spawn(min(self.planned, usable_cpus()))
+            self._spawn(self._first_wave_shares())
             if self.config.getoption("capture", None) == "no":
                 self.pool.stream_output()
             while self.pool.alive():
@@ -200,9 +206,15 @@ class ParallelRun:
                 self._handle(event)
 
     def _raise_like_pytest(self) -> None:
-        if self.fatal is not None:
-            raise self.fatal
         session = self.session
+        if isinstance(self.fatal, pytest.UsageError):
+            raise self.fatal
+        if self.fatal is not None:
+            message = str(self.fatal)
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            for line in message.splitlines():
+                terminal_line(self.config, line, red=True)
+            raise session.Interrupted(message.splitlines()[0])
         if self.collection_failed:
             count = session.testsfailed
             raise session.Interrupted(f"{count} error{'s' if count != 1 else ''} during collection")
@@ -246,6 +258,15 @@ class ParallelRun:
             self._merge_junit_properties(message.junit_properties)
             self.running.discard(handle.worker_id)
             self._ensure_capacity()
+        elif isinstance(message, protocol.NotFound):
+            ids = ", ".join(message.nodeids[:3])
+            self._fail(
+                CollectionMismatchError(
+                    f"parallel_exec: {handle.worker_id} could not find {ids} after collecting "
+                    "its file, which another worker collected; every worker must collect the "
+                    "same tests (random or time-dependent parametrization?)"
+                )
+            )
         elif isinstance(message, protocol.WorkerError):
             if message.traceback.startswith("UsageError: ") and not self.nodeids:
                 self.fatal = pytest.UsageError(message.traceback[len("UsageError: ") :])
@@ -268,19 +289,46 @@ class ParallelRun:
 
     # ------------------------------------------------------------------ collection
 
+    def _fail(self, error: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self._stop_all("error")
+
     def _on_collected(self, handle: WorkerHandle, message: protocol.Collected) -> None:
         worker_id = handle.worker_id
-        if self.scheduler is None and not self.nodeids and self.fatal is None:
-            self._adopt_collection(message)
         if self.fatal is not None or self.stop_reason is not None:
             self.pool.send(worker_id, protocol.Stop(self.stop_reason or "stopping"))
             return
         try:
-            self.views[worker_id] = self._view_of(message)
+            if self.canonical is None:
+                key = message.share[0] if self.split and message.share else len(self.shares)
+                self.shares.setdefault(key, message)
+                self.waiting.append(worker_id)
+                if len(self.shares) < self.first_wave:
+                    return
+                initial = [self.shares[k] for k in sorted(self.shares)]
+                if self.split:
+                    canonical = merge(initial, split=True)
+                else:
+                    canonical = merge(initial[:1], split=False)
+                    for other in initial[1:]:
+                        check_agrees(canonical, initial[0].worker_id, other)
+                self._adopt(canonical)
+                if self.stop_reason is not None:
+                    return
+                joining, self.waiting = self.waiting, []
+            else:
+                check_agrees(self.canonical, self._first_worker(), message)
+                joining = [worker_id]
         except CollectionMismatchError as exc:
-            self.fatal = exc
-            self._stop_all("collection mismatch")
-            self.pool.send(worker_id, protocol.Stop("collection mismatch"))
+            self._fail(exc)
+            return
+        for joiner in joining:
+            self._join(joiner)
+
+    def _join(self, worker_id: str) -> None:
+        handle = self.pool.workers[worker_id]
+        if handle.state is WorkerState.CRASHED:
             return
         if self.scheduler is None or len(self.running) >= self.target:
             self.pool.send(worker_id, protocol.Stop("not needed"))
@@ -289,25 +337,26 @@ class ParallelRun:
         self.running.add(worker_id)
         self._apply(self.scheduler.worker_joined(worker_id))
 
-    def _adopt_collection(self, message: protocol.Collected) -> None:
+    def _adopt(self, canonical: CanonicalCollection) -> None:
         config, session = self.config, self.session
-        self.nodeids = message.nodeids
+        self.canonical = canonical
+        self.nodeids = canonical.nodeids
         reports = tuple(
             config.hook.pytest_report_from_serializable(config=config, data=data)
-            for data in message.collect_reports
+            for data in canonical.collect_reports
         )
         session.testscollected = len(self.nodeids)
         self._report_collected(len(self.nodeids))
         self.stream.publish(
             events.CollectionFinished(
-                worker_id=message.worker_id,
+                worker_id=self._first_worker(),
                 nodeids=self.nodeids,
                 collect_reports=reports,
-                deselected=message.deselected,
-                warnings=tuple(rebuild_warning(w) for w in message.warnings),
+                deselected=canonical.deselected,
+                warnings=tuple(rebuild_warning(w) for w in canonical.warnings),
             )
         )
-        if message.collection_failed:
+        if canonical.collection_failed:
             self.collection_failed = True
             self._stop_all("collection errors")
             return
@@ -316,8 +365,14 @@ class ParallelRun:
             return
         self.state = RunState.RUNNING
         self.target = min(self.planned, len(self.nodeids))
-        self.scheduler = make_scheduler(self.settings.dist, len(self.nodeids), self.target)
-        self._spawn(self.target - len(self.pool.workers))
+        alive = {h.worker_id for h in self.pool.alive()}
+        owners = {f: w for f, w in canonical.owners.items() if w in alive}
+        self.scheduler = make_scheduler(
+            self.settings.dist, canonical.test_files, owners, self.target
+        )
+        extra = self.target - len(self.pool.workers)
+        if extra > 0:
+            self._spawn([(0, 1) if not self.split else None] * extra)
 
     def _report_collected(self, count: int) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -331,37 +386,9 @@ class ParallelRun:
                 f"so {count} worker{'s' if count != 1 else ''} of {self.planned}"
             )
 
-    def _view_of(self, message: protocol.Collected) -> WorkerView:
-        if message.nodeids == self.nodeids:
-            identity = list(range(len(self.nodeids)))
-            return WorkerView(identity, dict(enumerate(identity)))
-        canonical = {nodeid: i for i, nodeid in enumerate(self.nodeids)}
-        theirs = set(message.nodeids)
-        if len(theirs) != len(message.nodeids) or theirs != set(canonical):
-            raise CollectionMismatchError(self._mismatch(message))
-        to_canonical = [canonical[nodeid] for nodeid in message.nodeids]
-        return WorkerView(to_canonical, {c: i for i, c in enumerate(to_canonical)})
-
-    def _mismatch(self, message: protocol.Collected) -> str:
-        first = self._first_worker()
-        mine, theirs = set(self.nodeids), set(message.nodeids)
-        lines = [
-            f"parallel_exec: workers collected different tests "
-            f"({first}: {len(self.nodeids)}, {message.worker_id}: {len(message.nodeids)}); "
-            "every worker must collect the same test ids (random parametrization?)"
-        ]
-        only_first = [n for n in self.nodeids if n not in theirs][:3]
-        only_other = [n for n in message.nodeids if n not in mine][:3]
-        if only_first:
-            lines.append(f"  only {first}: " + ", ".join(only_first))
-        if only_other:
-            lines.append(f"  only {message.worker_id}: " + ", ".join(only_other))
-        if not (only_first or only_other):
-            lines.append("  the same ids, but some collected more than once")
-        return "\n".join(lines)
-
     def _first_worker(self) -> str:
-        return next(iter(self.views), "the first worker")
+        shares = self.shares
+        return shares[min(shares)].worker_id if shares else "the first worker"
 
     # ------------------------------------------------------------------ progress
 
@@ -372,10 +399,10 @@ class ParallelRun:
             return
         if message.want_more and self.stop_reason is None:
             self._apply(scheduler.work_requested(worker_id))
-        view = self.views[worker_id]
         hook = self.config.hook
+        index_of = self.canonical.index if self.canonical is not None else {}
         for record in message.tests:
-            index = view.to_canonical[record.index]
+            index = index_of[record.nodeid]
             scheduler.test_finished(worker_id, index)
             if index in self.reported:
                 continue
@@ -419,9 +446,8 @@ class ParallelRun:
     def _apply(self, decisions: list[Decision]) -> None:
         for decision in decisions:
             if isinstance(decision, Assign):
-                view = self.views[decision.worker]
-                local = tuple(view.to_local[t] for t in decision.tests)
-                self.pool.send(decision.worker, protocol.Assign(local))
+                nodeids = tuple(self.nodeids[t] for t in decision.tests)
+                self.pool.send(decision.worker, protocol.Assign(nodeids, decision.tests))
             elif isinstance(decision, Drain):
                 self.drained.add(decision.worker)
                 self.pool.send(decision.worker, protocol.Drain())
@@ -446,13 +472,12 @@ class ParallelRun:
         stderr = handle.stderr_since_test_start()
         detail = self.errors.get(worker_id, "")
         crashed: int | None = None
-        view = self.views.get(worker_id)
-        if self.scheduler is not None and view is not None:
-            local = handle.running_index()
-            if 0 <= local < len(view.to_canonical):
-                crashed = view.to_canonical[local]
-            if crashed is not None and crashed not in self.reported:
-                self._report_crashed_test(worker_id, crashed, exit_code, stderr, detail)
+        if self.scheduler is not None:
+            running = handle.running_index()
+            if running in self.scheduler.pending(worker_id):
+                crashed = running
+                if running not in self.reported:
+                    self._report_crashed_test(worker_id, running, exit_code, stderr, detail)
             self.scheduler.worker_lost(worker_id, crashed)
         self.stream.publish(
             events.WorkerCrashed(
@@ -462,17 +487,25 @@ class ParallelRun:
                 stderr_tail=stderr,
             )
         )
-        if (
-            not self.nodeids
-            and self.fatal is None
-            and self.stop_reason is None
-            and self.restarts >= self.max_restarts
-            and not self.pool.alive()
-        ):
-            self.fatal = pytest.UsageError(
-                f"parallel_exec: worker {worker_id} ended before collecting "
-                f"({describe_exit(exit_code)}); its stderr:\n{stderr}{detail}"
-            )
+        if self.fatal is not None or self.stop_reason is not None:
+            return
+        if worker_id in self.waiting:
+            self.waiting.remove(worker_id)
+        share = self.share_of.get(worker_id)
+        collected = any(c.worker_id == worker_id for c in self.shares.values())
+        if self.canonical is None and share is not None and not collected:
+            # Its share of the files was never collected: someone must collect it.
+            if self.restarts < self.max_restarts:
+                self.restarts += 1
+                self._spawn([share])
+            else:
+                self._fail(
+                    WorkerStartError(
+                        f"parallel_exec: worker {worker_id} ended before it finished collecting "
+                        f"({describe_exit(exit_code)}) and --max-worker-restart "
+                        f"({self.max_restarts}) is exhausted\n{stderr}{detail}".rstrip()
+                    )
+                )
             return
         self._ensure_capacity()
 
@@ -504,7 +537,7 @@ class ParallelRun:
             return
         if self.restarts < self.max_restarts:
             self.restarts += 1
-            self._spawn(1)
+            self._spawn([None if self.split else (0, 1)])
             return
         if self.scheduler is not None:
             reason = (

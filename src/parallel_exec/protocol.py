@@ -15,6 +15,7 @@ controller maps them to the canonical order (see ``controller.CollectionMap``).
 from __future__ import annotations
 
 import pickle
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +40,19 @@ class WorkerSetup:
     basetemp: str
     progress_path: str
     capture_off: bool
+    #: Which files to collect up front: ``(k, n)`` = every n-th from the k-th, ``None`` = none.
+    share: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
 class Assign:
-    """Run these tests (worker-local indices), after the ones already queued."""
+    """Run these tests after the ones already queued (collecting their files if needed).
 
+    ``indices`` are the controller's numbers for the same tests; the worker writes the
+    one in progress to its progress file, for crash attribution.
+    """
+
+    nodeids: tuple[str, ...]
     indices: tuple[int, ...]
 
 
@@ -90,12 +98,20 @@ class SerializedWarning:
 
 @dataclass(frozen=True)
 class Collected:
-    """The worker's collection, sent once, before any test runs."""
+    """The worker's collection, sent once, before any test runs.
+
+    With split collection a worker collected only its share of the files (see
+    ``collection.SplitCollection``); ``files`` still lists every file it walked past,
+    and ``item_files`` gives each collected test's position in that list.
+    """
 
     worker_id: str
-    #: In the worker's collection order; locations travel with each test's record,
+    share: tuple[int, int] | None
+    files: tuple[str, ...]
+    #: In the worker's collection order.  Locations travel with each test's record,
     #: because computing them for every collected item costs as much as a test.
     nodeids: tuple[str, ...]
+    item_files: tuple[int, ...]
     #: Non-passing collect reports, as produced by ``pytest_report_to_serializable``.
     collect_reports: tuple[dict[str, Any], ...]
     deselected: tuple[str, ...]
@@ -106,12 +122,20 @@ class Collected:
 
 
 @dataclass(frozen=True)
+class NotFound:
+    """Assigned tests this worker could not find after collecting their files."""
+
+    worker_id: str
+    nodeids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TestRecord:
     """One test's serialized reports (setup, call, teardown), in the order produced."""
 
     __test__ = False  # not a test class, despite the name
 
-    index: int
+    nodeid: str
     location: tuple[str, int | None, str]
     reports: tuple[dict[str, Any], ...]
     warnings: tuple[SerializedWarning, ...] = ()
@@ -145,8 +169,9 @@ class WorkerError:
     traceback: str
 
 
-WorkerMessage = Hello | Collected | Progress | SessionFinished | WorkerError
+WorkerMessage = Hello | Collected | NotFound | Progress | SessionFinished | WorkerError
 Message = ControllerMessage | WorkerMessage
+MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
 
 
 def encode(message: Message) -> bytes:
@@ -155,19 +180,6 @@ def encode(message: Message) -> bytes:
 
 def decode(payload: bytes) -> Message:
     message = pickle.loads(payload)
-    if not isinstance(
-        message,
-        (
-            WorkerSetup,
-            Assign,
-            Drain,
-            Stop,
-            Hello,
-            Collected,
-            Progress,
-            SessionFinished,
-            WorkerError,
-        ),
-    ):
+    if not isinstance(message, MESSAGE_TYPES):
         raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
     return message  # type: ignore[return-value]

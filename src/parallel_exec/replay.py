@@ -97,10 +97,18 @@ class HookReplay:
         )
 
     def _write_line(self, text: str) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(text)
+        terminal_line(self.config, text)
+
+
+def terminal_line(config: pytest.Config, text: str, **markup: bool) -> None:
+    """Write a whole line to pytest's terminal, after whatever progress is on the line."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    writer = getattr(reporter, "_tw", None)
+    if writer is not None and getattr(writer, "width_of_current_line", 0):
+        writer.line()
+    reporter.write_line(text, **markup)
 
 
 class DeselectedItem:

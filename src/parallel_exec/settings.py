@@ -71,6 +71,16 @@ def parse_dist(value: str) -> str:
     return text
 
 
+COLLECTION_MODES = ("split", "full")
+
+
+def parse_collection(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in COLLECTION_MODES:
+        raise OptionError(f"expected one of {', '.join(COLLECTION_MODES)}, got {value!r}")
+    return text
+
+
 def parse_non_negative_int(value: str) -> int:
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()):
@@ -126,6 +136,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         + " (default: load; pytest-xdist's names are accepted, see docs/options.md).",
     ),
     OptionSpec(
+        flags=("--collection",),
+        dest="pe_collection",
+        parse=parse_collection,
+        default="split",
+        metavar="split|full",
+        help="'split' (default): the first workers share the test files between them, "
+        "each importing only its share, and import other files only when work moves; "
+        "'full': every worker collects every test, as pytest-xdist does (a collection "
+        "that differs between workers is then detected at once).",
+    ),
+    OptionSpec(
         flags=("--max-worker-restart",),
         dest="maxworkerrestart",
         parse=parse_non_negative_int,
@@ -172,6 +193,7 @@ class Settings:
     workers: WorkerCount | None
     dist: str
     max_worker_restart: int | None
+    collection: str = "split"
 
     @property
     def wants_parallel(self) -> bool:
@@ -204,4 +226,5 @@ def load(config: pytest.Config) -> Settings:
         workers=values["numprocesses"],
         dist=DIST_ALIASES[values["dist"]],
         max_worker_restart=values["maxworkerrestart"],
+        collection=values["pe_collection"],
     )

@@ -31,6 +31,7 @@ import pytest
 
 from . import protocol
 from ._version import __version__
+from .collection import SplitCollection
 
 #: Ask for more work when this many tests or fewer are left in the local queue.
 LOW_WATER = 2
@@ -54,7 +55,7 @@ def bootstrap_source(package_parent: str) -> str:
 
 
 class ProgressFile:
-    """The worker-local index of the test in progress (-1: none) and where its stderr starts.
+    """The controller's index of the test in progress (-1: none) and where its stderr starts.
 
     Written before and after every test with one ``pwrite`` (no flush needed: the
     kernel keeps it when the process dies), read by the controller after a crash.
@@ -117,7 +118,9 @@ class WorkerSession:
         self.inbox: queue.SimpleQueue[protocol.ControllerMessage | None] = queue.SimpleQueue()
         self.stop_requested = threading.Event()
         self.progress = ProgressFile(setup.progress_path)
-        self._queue: deque[int] = deque()
+        self.collection = SplitCollection(config, setup.share)
+        config.pluginmanager.register(self.collection, "parallel_exec_collection")
+        self._queue: deque[pytest.Item] = deque()
         self._drained = False
         self._asked = False
         self._batch: list[protocol.TestRecord] = []
@@ -129,6 +132,8 @@ class WorkerSession:
         self._collect_warnings: list[protocol.SerializedWarning] = []
         self._deselected: list[str] = []
         self._collected_sent = False
+        #: The controller's number for each assigned test, written to the progress file.
+        self._index_of: dict[str, int] = {}
         channel.setcallback(self._on_message, endmarker=None)
 
     # ------------------------------------------------------------ channel
@@ -151,8 +156,12 @@ class WorkerSession:
         if message is None or isinstance(message, protocol.Stop):
             self.stop_requested.set()
         elif isinstance(message, protocol.Assign):
-            self._queue.extend(message.indices)
+            self._index_of.update(zip(message.nodeids, message.indices, strict=False))
+            items, missing = self.collection.resolve(message.nodeids)
+            self._queue.extend(items)
             self._asked = False
+            if missing:
+                self.send(protocol.NotFound(self.worker_id, tuple(missing)))
         elif isinstance(message, protocol.Drain):
             self._drained = True
 
@@ -229,21 +238,29 @@ class WorkerSession:
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if not report.passed:
+        if self._collected_sent or report.passed:
+            return
+        if self.collection.reports_for(report.nodeid):
             data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
             self._collect_reports.append(data)
 
     @pytest.hookimpl
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self._deselected.extend(item.nodeid for item in items)
+        if not self._collected_sent:
+            self._deselected.extend(item.nodeid for item in items)
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        collection = self.collection
+        collection.walk_finished(session)
         failed = bool(session.testsfailed) and not self.config.option.continue_on_collection_errors
         self.send(
             protocol.Collected(
                 worker_id=self.worker_id,
+                share=self.setup.share,
+                files=tuple(collection.files),
                 nodeids=tuple(item.nodeid for item in session.items),
+                item_files=tuple(collection.file_of(item) for item in session.items),
                 collect_reports=tuple(self._collect_reports),
                 deselected=tuple(self._deselected),
                 warnings=tuple(self._collect_warnings),
@@ -259,15 +276,16 @@ class WorkerSession:
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             self._pump(block=True)  # wait for the controller's Stop
             return True
-        items = session.items
         while True:
             self._pump(block=False)
             if self.stop_requested.is_set():
                 break
             if len(self._queue) >= 2 or (self._queue and self._drained):
-                index = self._queue.popleft()
-                nextitem = items[self._queue[0]] if self._queue else None
-                self._run_one(items[index], nextitem, index)
+                item = self._queue.popleft()
+                nextitem = self._queue[0] if self._queue else None
+                self._run_one(item, nextitem)
+                if session.shouldfail or session.shouldstop:
+                    break  # -x, --maxfail, stepwise: the same stop as a serial loop
                 if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
                     self._asked = True
                     self.flush(want_more=True)
@@ -288,16 +306,16 @@ class WorkerSession:
         self.flush()
         return True
 
-    def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None, index: int) -> None:
+    def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self._current_reports = []
         self._current_warnings = []
-        self.progress.write(index)
+        self.progress.write(self._index_of[item.nodeid])
         try:
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         finally:
             self.progress.write(IDLE)
             record = protocol.TestRecord(
-                index=index,
+                nodeid=item.nodeid,
                 location=item.location,
                 reports=tuple(self._current_reports),
                 warnings=tuple(self._current_warnings),
@@ -326,7 +344,8 @@ class WorkerSession:
         if self._current_reports is not None:
             self._current_warnings.append(serialized)
         elif not self._collected_sent:
-            self._collect_warnings.append(serialized)
+            if self.collection.reports_for(nodeid):
+                self._collect_warnings.append(serialized)
         else:
             self._batch_warnings.append(serialized)
 

@@ -1,31 +1,49 @@
-"""``load``: dynamic distribution from one shared queue, in guided chunks.
+"""``load``: dynamic distribution in guided chunks, with file affinity.
 
 Workers pull: each asks for more when its local queue runs low.  A chunk is a fraction
 of what is left (``remaining / (2 * workers)``, at least one test), so early chunks are
 large (few messages, low overhead for many fast tests) and late chunks are single tests
-(a long test near the end cannot strand a pile of queued work behind it).  When the
-shared queue is empty a worker that asks is drained: it runs its queue, the last test
-with ``nextitem=None`` so that session fixtures are torn down, and ends.
+(a long test near the end cannot strand queued work behind it).
+
+Tests belong to files, and a file has an owner: the worker that collected it (workers
+split collection between them, so a file is imported by one worker unless work has to
+move).  A worker is fed from its own files first, then from files nobody owns, and only
+then steals from the worker with the most unassigned tests, taking over one of that
+worker's files from the end.  When nothing is left a worker that asks is drained: it
+runs its queue, the last test with ``nextitem=None`` so that session fixtures are torn
+down, and ends.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 
 from .base import Assign, Decision, Drain
 
 
 class LoadScheduler:
-    def __init__(self, test_count: int, planned_workers: int, chunk_divisor: int = 2) -> None:
-        self._queue: deque[int] = deque(range(test_count))
+    def __init__(
+        self,
+        test_files: Sequence[int],
+        owners: Mapping[int, str],
+        planned_workers: int,
+        chunk_divisor: int = 2,
+    ) -> None:
+        self._test_count = len(test_files)
+        self._file_of = list(test_files)
+        self._queues: dict[int, deque[int]] = {}
+        for test, file in enumerate(test_files):
+            self._queues.setdefault(file, deque()).append(test)
+        self._queues = dict(sorted(self._queues.items()))
+        self._owner: dict[int, str | None] = {f: owners.get(f) for f in self._queues}
         self._planned = max(1, planned_workers)
         self._divisor = max(1, chunk_divisor)
         self._pending: dict[str, list[int]] = {}
         self._drained: set[str] = set()
         self._finished: set[int] = set()
-        self._lost: set[int] = set()
-        self._test_count = test_count
+        self._unassigned = self._test_count
         self._stopped = False
 
     # ------------------------------------------------------------------ events
@@ -51,8 +69,13 @@ class LoadScheduler:
         self._drained.discard(worker)
         if crashed is not None:
             self._finished.add(crashed)
-        requeue = [t for t in pending if t != crashed and t not in self._finished]
-        self._queue.extendleft(reversed(requeue))
+        for test in reversed(pending):
+            if test != crashed and test not in self._finished:
+                self._queues[self._file_of[test]].appendleft(test)
+                self._unassigned += 1
+        for file, owner in self._owner.items():
+            if owner == worker:
+                self._owner[file] = None
         return []
 
     def stop(self) -> None:
@@ -65,24 +88,52 @@ class LoadScheduler:
 
     @property
     def unassigned(self) -> tuple[int, ...]:
-        return tuple(self._queue)
+        return tuple(t for queue in self._queues.values() for t in queue)
 
     @property
     def done(self) -> bool:
         if any(self._pending.values()):
             return False
-        return self._stopped or not self._queue
+        return self._stopped or self._unassigned == 0
+
+    def owner(self, file: int) -> str | None:
+        return self._owner.get(file)
 
     # ------------------------------------------------------------------ helpers
 
     def _chunk_size(self) -> int:
-        return max(1, math.ceil(len(self._queue) / (self._divisor * self._planned)))
+        return max(1, math.ceil(self._unassigned / (self._divisor * self._planned)))
+
+    def _sources(self, worker: str) -> list[int]:
+        """Files to take from, best first: own, then unowned, then one stolen."""
+        own = [f for f, q in self._queues.items() if q and self._owner[f] == worker]
+        free = [f for f, q in self._queues.items() if q and self._owner[f] is None]
+        if own or free:
+            return own + free
+        load: dict[str, int] = {}
+        for f, q in self._queues.items():
+            owner = self._owner[f]
+            if q and owner is not None:
+                load[owner] = load.get(owner, 0) + len(q)
+        if not load:
+            return []
+        victim = max(load, key=lambda w: (load[w], w))
+        victim_files = [f for f, q in self._queues.items() if q and self._owner[f] == victim]
+        return victim_files[-1:]
 
     def _feed(self, worker: str) -> list[Decision]:
-        if self._stopped or not self._queue:
+        if self._stopped or self._unassigned == 0:
             self._drained.add(worker)
             return [Drain(worker)]
         size = self._chunk_size()
-        tests = tuple(self._queue.popleft() for _ in range(min(size, len(self._queue))))
+        tests: list[int] = []
+        for file in self._sources(worker):
+            queue = self._queues[file]
+            self._owner[file] = worker
+            while queue and len(tests) < size:
+                tests.append(queue.popleft())
+            if len(tests) >= size:
+                break
+        self._unassigned -= len(tests)
         self._pending[worker].extend(tests)
-        return [Assign(worker, tests)]
+        return [Assign(worker, tuple(tests))]
