@@ -211,7 +211,6 @@ class ParallelRun:
             raise self.fatal
         if self.fatal is not None:
             message = str(self.fatal)
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
             for line in message.splitlines():
                 terminal_line(self.config, line, red=True)
             raise session.Interrupted(message.splitlines()[0])

@@ -106,7 +106,7 @@ def terminal_line(config: pytest.Config, text: str, **markup: bool) -> None:
     if reporter is None:
         return
     writer = getattr(reporter, "_tw", None)
-    if writer is not None and getattr(writer, "width_of_current_line", 0):
+    if writer is not None and getattr(writer, "width_of_current_line", False):
         writer.line()
     reporter.write_line(text, **markup)
 
