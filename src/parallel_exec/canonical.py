@@ -23,6 +23,7 @@ class CanonicalCollection:
     nodeids: tuple[str, ...]
     #: The file (walk ordinal) of each test.
     test_files: tuple[int, ...]
+    groups: tuple[str | None, ...]
     #: File ordinal -> the worker that has collected it (split collection only).
     owners: dict[int, str]
     collect_reports: tuple[dict[str, Any], ...]
@@ -67,19 +68,20 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
             raise CollectionMismatchError(
                 _describe("test files", first.worker_id, first.files, other.worker_id, other.files)
             )
-    entries: list[tuple[int, int, int, str, str]] = []
+    entries: list[tuple[int, int, int, str, str, str | None]] = []
     for collected in collections:
         share_index = collected.share[0] if collected.share else 0
-        for position, (nodeid, file) in enumerate(
-            zip(collected.nodeids, collected.item_files, strict=True)
+        for position, (nodeid, file, group) in enumerate(
+            zip(collected.nodeids, collected.item_files, collected.item_groups, strict=True)
         ):
-            entries.append((file, share_index, position, nodeid, collected.worker_id))
-    entries.sort()
+            entries.append((file, share_index, position, nodeid, collected.worker_id, group))
+    entries.sort(key=lambda e: e[:3])
     nodeids: list[str] = []
     test_files: list[int] = []
+    groups: list[str | None] = []
     owners: dict[int, str] = {}
     seen: dict[str, str] = {}
-    for file, _, _, nodeid, worker_id in entries:
+    for file, _, _, nodeid, worker_id, group in entries:
         if nodeid in seen:
             if file < 0:
                 continue  # not inside a file: every worker has it
@@ -89,11 +91,13 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
         seen[nodeid] = worker_id
         nodeids.append(nodeid)
         test_files.append(file)
+        groups.append(group)
         if split and file >= 0:
             owners[file] = worker_id
     return CanonicalCollection(
         nodeids=tuple(nodeids),
         test_files=tuple(test_files),
+        groups=tuple(groups),
         owners=owners,
         collect_reports=tuple(r for c in collections for r in c.collect_reports),
         deselected=tuple(d for c in collections for d in c.deselected),

@@ -14,7 +14,9 @@ import enum
 import os
 import queue
 import sys
+import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ._version import __version__
 from .canonical import CanonicalCollection, check_agrees, merge
 from .cpus import usable_cpus
 from .errors import CollectionMismatchError, WorkerStartError
+from .history import HistoryStore, TestTiming, estimate_durations
 from .junit_order import JunitOrder
 from .pool import (
     ChannelClosed,
@@ -36,12 +39,15 @@ from .pool import (
     WorkerPool,
     WorkerState,
 )
+from .recording import OutcomeRecorder, open_history
 from .replay import HookReplay, rebuild_warning, terminal_line
-from .scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
+from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
 from .settings import Settings
 
 #: How long the controller waits for an event before it looks at its workers again.
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.1
+#: How often the scheduler is told the time (it looks for stragglers then).
+TICK_SECONDS = 0.1
 
 
 class RunState(enum.Enum):
@@ -92,7 +98,13 @@ class ParallelRun:
         settings: Settings,
         stream: events.EventStream,
         run_id: str,
+        strategy: str,
+        timings: Mapping[str, TestTiming],
+        recorder: OutcomeRecorder,
     ) -> None:
+        self.strategy = strategy
+        self.timings = timings
+        self.recorder = recorder
         self.config = config
         self.session = session
         self.settings = settings
@@ -168,15 +180,21 @@ class ParallelRun:
 
     def execute(self) -> None:
         interrupted = False
-        self.stream.publish(events.RunStarted(self.run_id, self.planned, self.settings.dist))
+        self.stream.publish(events.RunStarted(self.run_id, self.planned, self.strategy))
         try:
             self._spawn(self._first_wave_shares())
             if self.config.getoption("capture", None) == "no":
                 self.pool.stream_output()
+            next_tick = 0.0
             while self.pool.alive():
                 self._handle(self._next_event())
+                now = time.monotonic()
+                if self.scheduler is not None and now >= next_tick:
+                    next_tick = now + TICK_SECONDS
+                    self._apply(self.scheduler.tick(now))
         except KeyboardInterrupt:
             interrupted = True
+            self.recorder.execution_failed = True
             raise
         finally:
             if interrupted:
@@ -289,6 +307,7 @@ class ParallelRun:
     # ------------------------------------------------------------------ collection
 
     def _fail(self, error: BaseException) -> None:
+        self.recorder.execution_failed = True
         if self.fatal is None:
             self.fatal = error
         self._stop_all("error")
@@ -334,7 +353,7 @@ class ParallelRun:
             return
         handle.state = WorkerState.RUNNING
         self.running.add(worker_id)
-        self._apply(self.scheduler.worker_joined(worker_id))
+        self._apply(self.scheduler.worker_joined(worker_id, time.monotonic()))
 
     def _adopt(self, canonical: CanonicalCollection) -> None:
         config, session = self.config, self.session
@@ -366,9 +385,20 @@ class ParallelRun:
         self.target = min(self.planned, len(self.nodeids))
         alive = {h.worker_id for h in self.pool.alive()}
         owners = {f: w for f, w in canonical.owners.items() if w in alive}
-        self.scheduler = make_scheduler(
-            self.settings.dist, canonical.test_files, owners, self.target
+        estimates = estimate_durations(self.nodeids, self.timings)
+        known = {n: self.timings[n] for n in self.nodeids if n in self.timings}
+        plan = TestPlanInput(
+            nodeids=self.nodeids,
+            test_files=canonical.test_files,
+            groups=canonical.groups,
+            owners=owners,
+            estimates=[estimates[n] for n in self.nodeids],
+            stdevs=[known[n].stdev if n in known else None for n in self.nodeids],
         )
+        self.scheduler = make_scheduler(self.strategy, plan, self.target)
+        self.recorder.predictions = {n: (t.mean, t.stdev) for n, t in known.items()}
+        self.recorder.predicted_makespan = self.scheduler.predicted_makespan
+        self.recorder.workers = self.target
         extra = self.target - len(self.pool.workers)
         if extra > 0:
             self._spawn([(0, 1) if not self.split else None] * extra)
@@ -397,12 +427,13 @@ class ParallelRun:
         if scheduler is None:
             return
         if message.want_more and self.stop_reason is None:
-            self._apply(scheduler.work_requested(worker_id))
+            self._apply(scheduler.work_requested(worker_id, time.monotonic()))
         hook = self.config.hook
+        now = time.monotonic()
         index_of = self.canonical.index if self.canonical is not None else {}
         for record in message.tests:
             index = index_of[record.nodeid]
-            scheduler.test_finished(worker_id, index)
+            scheduler.test_finished(worker_id, index, now)
             if index in self.reported:
                 continue
             reports = tuple(
@@ -426,6 +457,7 @@ class ParallelRun:
         reports: tuple[Any, ...],
         warnings: tuple[events.WarningRecorded, ...] = (),
         location: tuple[str, int | None, str] | None = None,
+        origin: str = "worker",
     ) -> None:
         self.reported.add(index)
         nodeid = self.nodeids[index]
@@ -436,6 +468,7 @@ class ParallelRun:
                 location=location or location_of(nodeid),
                 reports=reports,
                 warnings=warnings,
+                origin=origin,
             )
         )
         session = self.session
@@ -523,6 +556,7 @@ class ParallelRun:
                 crash_report(nodeid, location, message, stderr, "call"),
                 closing_report(nodeid, location),
             ),
+            origin="crash",
         )
 
     def _ensure_capacity(self) -> None:
@@ -553,6 +587,7 @@ class ParallelRun:
                         crash_report(nodeid, location, reason, "", "setup"),
                         closing_report(nodeid, location),
                     ),
+                    origin="not-run",
                 )
             self.scheduler.stop()
 
@@ -583,8 +618,16 @@ class ControllerPlugin:
         self.config = config
         self.settings = settings
         self.run_id = uuid.uuid4().hex
+        self.store: HistoryStore | None = None
+        if not settings.no_history:
+            self.store = open_history(config, settings.history)
+        self.timings: dict[str, TestTiming] = self.store.timings() if self.store else {}
+        self.strategy = settings.dist
+        if self.strategy == "auto":
+            self.strategy = "time" if self.timings else "load"
+        self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
-        self.stream = events.EventStream([HookReplay(config), self.junit_order])
+        self.stream = events.EventStream([HookReplay(config), self.junit_order, self.recorder])
         self.run: ParallelRun | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -593,7 +636,16 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        self.run = ParallelRun(self.config, session, self.settings, self.stream, self.run_id)
+        self.run = ParallelRun(
+            self.config,
+            session,
+            self.settings,
+            self.stream,
+            self.run_id,
+            self.strategy,
+            self.timings,
+            self.recorder,
+        )
         self.run.execute()
         return True
 
@@ -612,3 +664,10 @@ class ControllerPlugin:
                 f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
                 f"not run ({run.stop_reason})"
             )
+        for line in self.recorder.summary_lines():
+            terminalreporter.write_line(line)
+
+    @pytest.hookimpl
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.store is not None:
+            self.store.close()

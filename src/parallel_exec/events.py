@@ -60,6 +60,9 @@ class TestFinished:
     location: tuple[str, int | None, str]
     reports: tuple[pytest.TestReport, ...]
     warnings: tuple[WarningRecorded, ...] = ()
+    #: "worker": reports a worker produced; "crash" / "not-run": made by the controller
+    #: for a test whose worker died under it, or that could not be run at all.
+    origin: str = "worker"
 
     @property
     def outcome(self) -> str:

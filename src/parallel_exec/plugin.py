@@ -47,6 +47,13 @@ def serial_reason(config: pytest.Config, settings: Settings) -> str | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "parallel_exec_group(name): run every test of the group on the same worker",
+    )
+    config.addinivalue_line(
+        "markers", "xdist_group(name): pytest-xdist's name for parallel_exec_group"
+    )
     if is_worker(config):
         return
     settings = settings_module.load(config)

@@ -112,6 +112,8 @@ class Collected:
     #: because computing them for every collected item costs as much as a test.
     nodeids: tuple[str, ...]
     item_files: tuple[int, ...]
+    #: The ``xdist_group`` / ``parallel_exec_group`` name of each test, if any.
+    item_groups: tuple[str | None, ...]
     #: Non-passing collect reports, as produced by ``pytest_report_to_serializable``.
     collect_reports: tuple[dict[str, Any], ...]
     deselected: tuple[str, ...]

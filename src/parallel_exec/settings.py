@@ -24,9 +24,19 @@ MAX_WORKERS = 16
 INI_PREFIX = "parallel_exec_"
 
 #: ``--dist`` names, ours and pytest-xdist's, mapped to the strategy that runs them.
+#: ``auto`` (the default) is ``time`` when the timing history knows tests, else ``load``.
 DIST_ALIASES: dict[str, str] = {
+    "auto": "auto",
     "load": "load",
-    "worksteal": "load",
+    "time": "time",
+    "file": "file",
+    "suite": "suite",
+    "round-robin": "round-robin",
+    # pytest-xdist's names
+    "worksteal": "time",
+    "loadfile": "file",
+    "loadscope": "suite",
+    "loadgroup": "time",
     "no": "no",
 }
 
@@ -81,6 +91,15 @@ def parse_collection(value: str) -> str:
     return text
 
 
+def parse_bool(value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise OptionError(f"expected true or false, got {value!r}")
+
+
 def parse_non_negative_int(value: str) -> int:
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()):
@@ -97,6 +116,7 @@ class OptionSpec:
     default: str | None
     metavar: str
     help: str
+    flag: bool = False
 
     @property
     def long_flag(self) -> str:
@@ -129,11 +149,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flags=("--dist",),
         dest="dist",
         parse=parse_dist,
-        default="load",
+        default="auto",
         metavar="STRATEGY",
-        help="how tests are shared between workers: "
-        + ", ".join(f"{k}" for k in DIST_ALIASES)
-        + " (default: load; pytest-xdist's names are accepted, see docs/options.md).",
+        help="how tests are shared between workers: auto (time when the timing history "
+        "knows the tests, else load), load, time, file, suite, round-robin; "
+        "pytest-xdist's worksteal, loadfile, loadscope, loadgroup and no are accepted "
+        "(see docs/options.md).",
     ),
     OptionSpec(
         flags=("--collection",),
@@ -145,6 +166,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "each importing only its share, and import other files only when work moves; "
         "'full': every worker collects every test, as pytest-xdist does (a collection "
         "that differs between workers is then detected at once).",
+    ),
+    OptionSpec(
+        flags=("--history",),
+        dest="pe_history",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="the timing history file (default: parallel_exec/history.sqlite in pytest's "
+        "cache directory).",
+    ),
+    OptionSpec(
+        flags=("--no-history",),
+        dest="pe_no_history",
+        parse=parse_bool,
+        default="false",
+        metavar="",
+        help="neither read nor write the timing history.",
+        flag=True,
+    ),
+    OptionSpec(
+        flags=("--report-outcome",),
+        dest="pe_report_outcome",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="write the run's learning-outcome record (JSON) to PATH.",
     ),
     OptionSpec(
         flags=("--max-worker-restart",),
@@ -175,13 +222,17 @@ def register(parser: pytest.Parser) -> None:
         # pytest reserves lowercase short options for itself; "-n" is the one every
         # parallel plugin shares, so it is registered the way pytest-xdist does it.
         add = group._addoption if any(len(f) == 2 for f in spec.flags) else group.addoption
+        kind: dict[str, Any] = (
+            {"action": "store_const", "const": "true"}
+            if spec.flag
+            else {"type": _argparse_type(spec), "metavar": spec.metavar}
+        )
         add(
             *spec.flags,
             dest=spec.dest,
             default=None,
-            type=_argparse_type(spec),
-            metavar=spec.metavar,
             help=spec.help + f" [ini: {spec.ini_name}]",
+            **kind,
         )
         parser.addini(spec.ini_name, help=spec.help, default=None)
 
@@ -194,6 +245,9 @@ class Settings:
     dist: str
     max_worker_restart: int | None
     collection: str = "split"
+    history: str | None = None
+    no_history: bool = False
+    report_outcome: str | None = None
 
     @property
     def wants_parallel(self) -> bool:
@@ -227,4 +281,7 @@ def load(config: pytest.Config) -> Settings:
         dist=DIST_ALIASES[values["dist"]],
         max_worker_restart=values["maxworkerrestart"],
         collection=values["pe_collection"],
+        history=values["pe_history"],
+        no_history=bool(values["pe_no_history"]),
+        report_outcome=values["pe_report_outcome"],
     )

@@ -107,6 +107,20 @@ def serialize_warning(
     )
 
 
+GROUP_MARKERS = ("parallel_exec_group", "xdist_group")
+
+
+def group_of(item: pytest.Item) -> str | None:
+    """The name of the group a test is pinned to with a group marker, if any."""
+    for name in GROUP_MARKERS:
+        marker = item.get_closest_marker(name)
+        if marker is not None:
+            value = marker.args[0] if marker.args else marker.kwargs.get("name")
+            if value is not None:
+                return str(value)
+    return None
+
+
 class WorkerSession:
     """The plugin that turns a pytest session into a worker of the controller."""
 
@@ -261,6 +275,7 @@ class WorkerSession:
                 files=tuple(collection.files),
                 nodeids=tuple(item.nodeid for item in session.items),
                 item_files=tuple(collection.file_of(item) for item in session.items),
+                item_groups=tuple(group_of(item) for item in session.items),
                 collect_reports=tuple(self._collect_reports),
                 deselected=tuple(self._deselected),
                 warnings=tuple(self._collect_warnings),

@@ -1,26 +1,79 @@
 """Schedulers decide which worker runs which test; they never do I/O.
 
-A scheduler receives events (a worker joined, asked for work, finished a test, was lost)
-as method calls and answers with decisions (``Assign``, ``Drain``).  The controller turns
-decisions into protocol messages.  Because nothing here touches a process, a clock or a
-channel, schedulers are unit- and property-tested on plain data.
+A scheduler receives events (a worker joined, asked for work, finished a test, was lost,
+time passed) as method calls and answers with decisions (``Assign``, ``Drain``).  The
+controller turns decisions into protocol messages.  Because nothing here touches a
+process, a clock or a channel, schedulers are unit- and property-tested on plain data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from .base import Assign, Decision, Drain, Scheduler
 from .load import LoadScheduler
+from .plan import PlanScheduler
 
-__all__ = ["Assign", "Decision", "Drain", "LoadScheduler", "Scheduler", "make_scheduler"]
+__all__ = [
+    "STRATEGIES",
+    "Assign",
+    "Decision",
+    "Drain",
+    "LoadScheduler",
+    "PlanScheduler",
+    "Scheduler",
+    "TestPlanInput",
+    "make_scheduler",
+    "unit_key",
+]
+
+#: Our strategies.  ``settings.DIST_ALIASES`` maps pytest-xdist's names onto them.
+STRATEGIES = ("load", "time", "file", "suite", "round-robin")
 
 
-def make_scheduler(
-    strategy: str, test_files: Sequence[int], owners: Mapping[int, str], planned_workers: int
-) -> Scheduler:
-    """``test_files[i]`` is the file (collection order) of test ``i``; ``owners`` maps a
-    file to the worker that has already collected it."""
-    if strategy == "load":
-        return LoadScheduler(test_files, owners, planned_workers)
-    raise ValueError(f"no scheduler for strategy {strategy!r}")
+@dataclass(frozen=True)
+class TestPlanInput:
+    """What a scheduler may know about the canonical tests."""
+
+    __test__ = False
+
+    nodeids: Sequence[str]
+    test_files: Sequence[int]
+    groups: Sequence[str | None]
+    owners: Mapping[int, str]
+    estimates: Sequence[float]
+    stdevs: Sequence[float | None]
+
+
+def unit_key(strategy: str, nodeid: str, file: int, group: str | None) -> str | None:
+    """Tests with the same key must run on one worker (None: free to move alone)."""
+    if group is not None:
+        return "group:" + group
+    if strategy == "file":
+        return f"file:{file}"
+    if strategy == "suite":
+        parts = nodeid.split("::")
+        scope = parts[:2] if len(parts) > 2 else parts[:1]
+        return "suite:" + "::".join(scope)
+    return None
+
+
+def make_scheduler(strategy: str, plan: TestPlanInput, planned_workers: int) -> Scheduler:
+    if strategy == "load" and not any(g is not None for g in plan.groups):
+        return LoadScheduler(plan.test_files, plan.owners, planned_workers)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"no scheduler for strategy {strategy!r}")
+    keys = [
+        unit_key(strategy, nodeid, file, group)
+        for nodeid, file, group in zip(plan.nodeids, plan.test_files, plan.groups, strict=True)
+    ]
+    return PlanScheduler(
+        test_files=plan.test_files,
+        unit_keys=keys,
+        estimates=plan.estimates,
+        stdevs=plan.stdevs,
+        owners=plan.owners,
+        planned_workers=planned_workers,
+        round_robin=strategy == "round-robin",
+    )

@@ -27,11 +27,15 @@ Decision = Assign | Drain
 class Scheduler(Protocol):
     """Events in, decisions out.  Test ids are canonical indices ``0..test_count-1``."""
 
-    def worker_joined(self, worker: str) -> list[Decision]: ...
+    def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]: ...
 
-    def work_requested(self, worker: str) -> list[Decision]: ...
+    def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]: ...
 
-    def test_finished(self, worker: str, test: int) -> list[Decision]: ...
+    def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]: ...
+
+    def tick(self, now: float) -> list[Decision]:
+        """Time passed (the controller's clock); a scheduler may react to slow tests."""
+        ...
 
     def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
         """``worker`` is gone; ``crashed`` was running (and is reported by the caller)."""
@@ -49,6 +53,9 @@ class Scheduler(Protocol):
     def unassigned(self) -> tuple[int, ...]:
         """Tests no live worker holds."""
         ...
+
+    #: The plan's predicted makespan in seconds (None: no plan).
+    predicted_makespan: float | None
 
     @property
     def done(self) -> bool:

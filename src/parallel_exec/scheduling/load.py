@@ -48,16 +48,18 @@ class LoadScheduler:
 
     # ------------------------------------------------------------------ events
 
-    def worker_joined(self, worker: str) -> list[Decision]:
+    predicted_makespan: float | None = None
+
+    def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]:
         self._pending.setdefault(worker, [])
         return self._feed(worker)
 
-    def work_requested(self, worker: str) -> list[Decision]:
+    def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]:
         if worker not in self._pending or worker in self._drained:
             return []
         return self._feed(worker)
 
-    def test_finished(self, worker: str, test: int) -> list[Decision]:
+    def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
         pending = self._pending.get(worker)
         if pending is not None and test in pending:
             pending.remove(test)
@@ -76,6 +78,9 @@ class LoadScheduler:
         for file, owner in self._owner.items():
             if owner == worker:
                 self._owner[file] = None
+        return []
+
+    def tick(self, now: float) -> list[Decision]:
         return []
 
     def stop(self) -> None:

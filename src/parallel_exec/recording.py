@@ -1,0 +1,165 @@
+"""The history's two ends in a run: where the store lives, and the consumer that feeds it.
+
+``OutcomeRecorder`` is a consumer of the run-event stream: it notes every finished test
+(who ran it, how long it took, how it ended) and, when the run finishes, computes the
+learning-outcome record, folds the durations into the timing history and writes
+``--report-outcome`` (atomically: a temporary file, then a rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from . import events
+from ._version import __version__
+from .errors import HistoryError
+from .history import HistoryStore, TestResult
+from .learning import LearningOutcome, RanTest, summarize
+
+
+class ParallelExecWarning(pytest.PytestWarning):
+    """A problem parallel_exec worked around (for example an unusable timing history)."""
+
+
+def cache_dir(config: pytest.Config) -> Path:
+    """pytest's cache directory, resolved even when the cache plugin is disabled."""
+    try:
+        raw = str(config.getini("cache_dir"))
+    except ValueError:  # -p no:cacheprovider: the ini key is not registered
+        value = config.inicfg.get("cache_dir")
+        raw = str(getattr(value, "value", value) or ".pytest_cache")
+    path = Path(os.path.expanduser(os.path.expandvars(raw)))
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def history_path(config: pytest.Config, explicit: str | None) -> Path:
+    if explicit:
+        path = Path(os.path.expanduser(explicit))
+        return path if path.is_absolute() else config.invocation_params.dir / path
+    return cache_dir(config) / "parallel_exec" / "history.sqlite"
+
+
+def open_history(config: pytest.Config, explicit: str | None) -> HistoryStore | None:
+    """The store, or None (with one warning) when it cannot be used in this run."""
+    path = history_path(config, explicit)
+
+    def warn(message: str) -> None:
+        config.issue_config_time_warning(ParallelExecWarning(f"parallel_exec: {message}"), 3)
+
+    try:
+        return HistoryStore.open(path, warn=warn)
+    except (HistoryError, OSError) as exc:
+        warn(f"the timing history {path} cannot be used in this run ({exc})")
+        return None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class OutcomeRecorder:
+    """Consumer: remembers what ran; at the end grades the run and writes the history."""
+
+    def __init__(
+        self, config: pytest.Config, store: HistoryStore | None, report_path: str | None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.report_path = report_path
+        self.tests: list[RanTest] = []
+        self.flaky: list[str] = []
+        self.worker_failures = 0
+        self.started = time.monotonic()
+        self.last_result = self.started
+        self.run: events.RunStarted | None = None
+        self.outcome: LearningOutcome | None = None
+        # Filled in by the controller before the run finishes:
+        self.predictions: dict[str, tuple[float, float]] = {}
+        self.predicted_makespan: float | None = None
+        self.execution_failed = False
+        self.workers = 0
+
+    def __call__(self, event: events.RunEvent) -> None:
+        if isinstance(event, events.RunStarted):
+            self.run = event
+            self.started = self.last_result = time.monotonic()
+        elif isinstance(event, events.TestFinished):
+            self.last_result = time.monotonic()
+            if event.origin == "worker":
+                self.tests.append(
+                    RanTest(event.nodeid, event.worker_id, event.duration, event.outcome)
+                )
+        elif isinstance(event, events.WorkerCrashed):
+            self.worker_failures += 1
+        elif isinstance(event, events.RunFinished):
+            self._finish(event)
+
+    def _finish(self, event: events.RunFinished) -> None:
+        run = self.run
+        if run is None:
+            return
+        self.outcome = summarize(
+            version=__version__,
+            run_id=run.run_id,
+            strategy=run.strategy,
+            workers=self.workers or run.workers,
+            tests=self.tests,
+            wall_time=self.last_result - self.started,
+            not_run=event.tests_not_run,
+            worker_failures=self.worker_failures,
+            execution_failed=self.execution_failed,
+            predictions=self.predictions,
+            predicted_makespan=self.predicted_makespan,
+            flaky_tests=self.flaky,
+        )
+        record = self.outcome.model_dump(mode="json")
+        if self.store is not None:
+            try:
+                self.store.record(
+                    (TestResult(t.nodeid, t.duration, t.outcome) for t in self.tests),
+                    run=record,
+                    run_id=run.run_id,
+                )
+            except HistoryError as exc:
+                warnings.warn(ParallelExecWarning(f"parallel_exec: {exc}"), stacklevel=1)
+        if self.report_path:
+            path = Path(self.report_path)
+            if not path.is_absolute():
+                path = self.config.invocation_params.dir / path
+            write_atomically(path, self.outcome.model_dump_json(indent=2) + "\n")
+
+    def summary_lines(self) -> list[str]:
+        o = self.outcome
+        if o is None:
+            return []
+        lines = [
+            f"parallel_exec: {o.strategy} on {o.workers} workers: wall {o.wall_time:.2f}s, "
+            f"work {o.sequential_estimate:.2f}s, speedup {o.speedup:.2f}x, "
+            f"efficiency {o.efficiency:.0%}, balance {o.balance:.0%}, reward {o.reward}",
+            f"parallel_exec: makespan {o.actual_makespan:.2f}s"
+            + (f" (predicted {o.predicted_makespan:.2f}s)" if o.predicted_makespan else "")
+            + f", lower bound {o.lower_bound:.2f}s"
+            + (f", actual/LB {o.actual_over_lower_bound:.2f}" if o.actual_over_lower_bound else "")
+            + f", stragglers {o.stragglers}",
+        ]
+        for straggler in o.straggler_tests[:5]:
+            lines.append(
+                f"parallel_exec:   straggler {straggler.nodeid} on {straggler.worker}: "
+                f"{straggler.actual:.2f}s (predicted {straggler.predicted:.2f}s)"
+            )
+        return lines

@@ -1,0 +1,269 @@
+"""Planned strategies: ``time``, ``file``, ``suite`` and ``round-robin``.
+
+All four plan before the first test runs and then adapt while the run goes:
+
+1. Tests are grouped into *units*.  A unit that may not be split (all tests of a file
+   for ``file``, of a class or module for ``suite``, of an ``xdist_group`` /
+   ``parallel_exec_group`` marker for every strategy) moves as a whole; other tests are
+   units of one.
+2. ``time`` / ``file`` / ``suite``: units are placed longest-predicted-first onto the
+   least-loaded worker slot (LPT).  A unit whose files a worker has already collected
+   goes to that worker when that costs no balance (ties within ``affinity_slack``).
+   ``round-robin``: unit i goes to slot i mod n, in collection order, no history needed.
+3. Slots are queues kept here, on the controller; a worker gets its slot's units in
+   chunks worth ``feed_seconds`` of predicted time, so little work sits in a worker
+   where it could not be moved.
+4. A worker whose slot is empty steals by predicted time, not by count: it takes units
+   from the end of the slot with the most predicted time left.
+5. A test running far beyond its prediction (mean + k * stdev and at least
+   ``min_excess`` seconds) is a straggler: its worker is fed nothing more and its slot
+   is given to the others.  The clock is an argument (``now``), so this is tested with a
+   simulated clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .base import Assign, Decision, Drain
+
+
+@dataclass
+class Unit:
+    tests: list[int]
+    predicted: float
+    files: frozenset[int]
+
+
+@dataclass
+class Slot:
+    units: deque[Unit] = field(default_factory=deque)
+    worker: str | None = None
+
+    @property
+    def predicted(self) -> float:
+        return sum(u.predicted for u in self.units)
+
+
+def lpt(
+    units: Sequence[Unit], slots: int, affinity: Mapping[int, int], affinity_slack: float
+) -> list[list[Unit]]:
+    """Longest-predicted-first onto ``slots``; ``affinity`` maps file -> preferred slot."""
+    loads = [0.0] * slots
+    placed: list[list[Unit]] = [[] for _ in range(slots)]
+    order = sorted(range(len(units)), key=lambda i: (-units[i].predicted, i))
+    for i in order:
+        unit = units[i]
+        best = min(range(slots), key=lambda s: (loads[s], s))
+        for file in unit.files:
+            preferred = affinity.get(file)
+            if preferred is not None and loads[preferred] <= loads[best] + affinity_slack:
+                best = preferred
+                break
+        placed[best].append(unit)
+        loads[best] += unit.predicted
+    return placed
+
+
+class PlanScheduler:
+    def __init__(
+        self,
+        *,
+        test_files: Sequence[int],
+        unit_keys: Sequence[str | None],
+        estimates: Sequence[float],
+        stdevs: Sequence[float | None] | None = None,
+        owners: Mapping[int, str],
+        planned_workers: int,
+        round_robin: bool = False,
+        steal: bool | None = None,
+        feed_seconds: float = 0.25,
+        straggler_k: float = 3.0,
+        min_excess: float = 0.5,
+        affinity_slack: float | None = None,
+    ) -> None:
+        """``unit_keys[i]``: tests sharing a key move together (None: a unit of one)."""
+        count = len(test_files)
+        self._estimates = list(estimates)
+        self._stdevs = list(stdevs) if stdevs is not None else [None] * count
+        self._file_of = list(test_files)
+        self._feed_seconds = feed_seconds
+        self._k = straggler_k
+        self._min_excess = min_excess
+        self._planned = max(1, planned_workers)
+        self._steal = (not round_robin) if steal is None else steal
+
+        units: list[Unit] = []
+        keyed: dict[str, Unit] = {}
+        for test in range(count):
+            key = unit_keys[test]
+            estimate = self._estimates[test]
+            if key is None:
+                units.append(Unit([test], estimate, frozenset({self._file_of[test]})))
+            elif key in keyed:
+                unit = keyed[key]
+                unit.tests.append(test)
+                unit.predicted += estimate
+                unit.files = unit.files | {self._file_of[test]}
+            else:
+                keyed[key] = Unit([test], estimate, frozenset({self._file_of[test]}))
+                units.append(keyed[key])
+
+        first_wave = sorted(set(owners.values()))
+        slot_of_worker = {w: i for i, w in enumerate(first_wave[: self._planned])}
+        affinity = {f: slot_of_worker[w] for f, w in owners.items() if w in slot_of_worker}
+        total = sum(u.predicted for u in units)
+        slack = affinity_slack if affinity_slack is not None else total / self._planned / 20
+        if round_robin:
+            placed: list[list[Unit]] = [[] for _ in range(self._planned)]
+            for i, unit in enumerate(units):
+                placed[i % self._planned].append(unit)
+        else:
+            placed = lpt(units, self._planned, affinity, slack)
+        self._slots = [Slot(deque(p)) for p in placed]
+        for worker, index in slot_of_worker.items():
+            self._slots[index].worker = worker
+        self.predicted_makespan: float | None = max((s.predicted for s in self._slots), default=0.0)
+
+        self._pending: dict[str, list[int]] = {}
+        self._drained: set[str] = set()
+        self._finished: set[int] = set()
+        self._stopped = False
+        self._stragglers: set[str] = set()
+        self._running_since: dict[str, float] = {}
+        self.straggler_tests: list[int] = []
+
+    # ------------------------------------------------------------------ events
+
+    def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]:
+        self._pending.setdefault(worker, [])
+        if self._slot_of(worker) is None:
+            free = next((s for s in self._slots if s.worker is None), None)
+            if free is not None:
+                free.worker = worker
+        return self._feed(worker, now)
+
+    def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]:
+        if worker not in self._pending or worker in self._drained:
+            return []
+        if worker in self._stragglers:
+            return []
+        return self._feed(worker, now)
+
+    def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
+        pending = self._pending.get(worker)
+        if pending is not None and test in pending:
+            pending.remove(test)
+        self._finished.add(test)
+        self._running_since[worker] = now
+        if worker in self._stragglers:
+            self._stragglers.discard(worker)  # it finished: feed it again when it asks
+        return []
+
+    def tick(self, now: float) -> list[Decision]:
+        """Look for stragglers; their slots go to the others."""
+        for worker, pending in self._pending.items():
+            if not pending or worker in self._stragglers:
+                continue
+            test = pending[0]
+            stdev = self._stdevs[test]
+            if stdev is None:
+                continue
+            elapsed = now - self._running_since.get(worker, now)
+            bound = max(
+                self._estimates[test] + self._k * stdev, self._estimates[test] + self._min_excess
+            )
+            if elapsed > bound:
+                self._stragglers.add(worker)
+                self.straggler_tests.append(test)
+                slot = self._slot_of(worker)
+                if slot is not None:
+                    slot.worker = None  # its queue is now anyone's to take
+        return []
+
+    def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
+        pending = self._pending.pop(worker, [])
+        self._drained.discard(worker)
+        self._stragglers.discard(worker)
+        if crashed is not None:
+            self._finished.add(crashed)
+        slot = self._slot_of(worker)
+        if slot is None:
+            slot = Slot()
+            self._slots.append(slot)
+        slot.worker = None
+        back = [t for t in pending if t != crashed and t not in self._finished]
+        for test in reversed(back):
+            slot.units.appendleft(
+                Unit([test], self._estimates[test], frozenset({self._file_of[test]}))
+            )
+        return []
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    # ------------------------------------------------------------------ queries
+
+    def pending(self, worker: str) -> tuple[int, ...]:
+        return tuple(self._pending.get(worker, ()))
+
+    @property
+    def unassigned(self) -> tuple[int, ...]:
+        return tuple(t for s in self._slots for u in s.units for t in u.tests)
+
+    @property
+    def done(self) -> bool:
+        if any(self._pending.values()):
+            return False
+        return self._stopped or not any(s.units for s in self._slots)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _slot_of(self, worker: str) -> Slot | None:
+        return next((s for s in self._slots if s.worker == worker), None)
+
+    def _source(self, worker: str) -> Slot | None:
+        own = self._slot_of(worker)
+        if own is not None and own.units:
+            return own
+        orphans = [s for s in self._slots if s.units and s.worker is None]
+        if orphans:
+            return max(orphans, key=lambda s: s.predicted)
+        others = [s for s in self._slots if s.units and s.worker != worker]
+        if not others or not self._steal:
+            return None
+        return max(others, key=lambda s: s.predicted)
+
+    def _feed(self, worker: str, now: float = 0.0) -> list[Decision]:
+        if not self._pending[worker]:
+            self._running_since[worker] = now
+        source = None if self._stopped else self._source(worker)
+        if source is None:
+            self._drained.add(worker)
+            return [Drain(worker)]
+        own = self._slot_of(worker)
+        stealing = source is not own
+        tests: list[int] = []
+        taken = 0.0
+        if stealing:
+            # Take units from the end (the shortest, LPT order) worth half of what is left.
+            budget = source.predicted / 2
+            stolen: list[Unit] = []
+            while source.units and (not stolen or taken + source.units[-1].predicted <= budget):
+                unit = source.units.pop()
+                stolen.append(unit)
+                taken += unit.predicted
+            if own is None:
+                own = Slot(worker=worker)
+                self._slots.append(own)
+            own.units.extend(reversed(stolen))
+            source = own
+            taken = 0.0
+        while source.units and (not tests or taken < self._feed_seconds):
+            unit = source.units.popleft()
+            tests.extend(unit.tests)
+            taken += unit.predicted
+        self._pending[worker].extend(tests)
+        return [Assign(worker, tuple(tests))]
