@@ -123,7 +123,11 @@ class ParallelRun:
         self.nodeids: tuple[str, ...] = ()
         self.canonical: CanonicalCollection | None = None
         self.split = settings.collection == "split"
-        self.first_wave = min(self.planned, usable_cpus())
+        # Without history the suite size is unknown until the first workers collected, so
+        # only as many workers as CPUs start at once (a one-test run does not pay for 16
+        # interpreters); with history the size is known and every worker starts now.
+        known = len(timings)
+        self.first_wave = min(self.planned, known) if known else min(self.planned, usable_cpus())
         #: Collections of the first wave by share index (split) or arrival (full), until
         #: all of them are in: no test starts before every first-wave worker agrees.
         self.shares: dict[int, protocol.Collected] = {}
@@ -272,6 +276,7 @@ class ParallelRun:
             self.stream.publish(events.WorkerStarted(handle.worker_id, message.pid))
         elif isinstance(message, protocol.SessionFinished):
             handle.state = WorkerState.FINISHED
+            self.pool.release(handle.worker_id)
             self._merge_junit_properties(message.junit_properties)
             self.running.discard(handle.worker_id)
             self._ensure_capacity()

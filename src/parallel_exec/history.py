@@ -118,6 +118,12 @@ class HistoryStore:
             return cls._open_checked(path)
 
     @classmethod
+    def open_strict(cls, path: Path) -> HistoryStore:
+        """Open or create the store; a file that is not a valid store is an error."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls._open_checked(path)
+
+    @classmethod
     def _open_checked(cls, path: Path) -> HistoryStore:
         try:
             db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)

@@ -249,6 +249,13 @@ class WorkerPool:
 
     # ------------------------------------------------------------ stop
 
+    def release(self, worker_id: str) -> None:
+        """The worker has finished its session: let its process exit now, not at the end."""
+        handle = self.workers.get(worker_id)
+        if handle is not None and handle.gateway is not None:
+            with contextlib.suppress(Exception):
+                handle.gateway.exit()
+
     def kill(self, worker_id: str) -> None:
         handle = self.workers.get(worker_id)
         if handle is None or handle.gateway is None:
