@@ -3,7 +3,8 @@
 With split collection each of the first workers collected a share of the files; the
 canonical list puts their tests back in serial order (file walk order, then each file's
 own order), so that the run has one numbering, one "collected N items" and one
-``--junitxml`` order.  Every worker walks the same tree, so the file lists must agree;
+``--junitxml`` order.  A full collection keeps the worker's own order, which carries
+reorderings across files (``--ff``, ``--nf``, shuffling plugins).  Every worker walks the same tree, so the file lists must agree;
 when they do not, or when full collections differ, the run stops with an error that
 names the first differing ids instead of running a different suite on each worker.
 """
@@ -75,7 +76,9 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
             zip(collected.nodeids, collected.item_files, collected.item_groups, strict=True)
         ):
             entries.append((file, share_index, position, nodeid, collected.worker_id, group))
-    entries.sort(key=lambda e: e[:3])
+    if split:
+        # Back to serial order: file walk order, then each worker's order in the file.
+        entries.sort(key=lambda e: e[:3])
     nodeids: list[str] = []
     test_files: list[int] = []
     groups: list[str | None] = []

@@ -1,8 +1,10 @@
 """The controller: runs in the main pytest process and turns worker messages into events.
 
-It does not collect (workers do, and the first collection becomes the canonical test
-list); it starts workers, feeds the scheduler's decisions to them, maps their results
-to canonical tests and publishes one ``TestFinished`` per test on the event stream.
+It does not collect: workers do (each of the first workers its share of the files, see
+``collection.py``), and their collections are merged into the canonical test list
+(``canonical.py``).  It starts workers, feeds the scheduler's decisions to them, maps
+their results to canonical tests and publishes one ``TestFinished`` per test on the
+event stream.
 Everything that can go wrong with a worker (a crash, an exhausted restart budget, a
 different collection) ends as events or as the same exception a serial session raises,
 so the exit code and summary are pytest's own.
@@ -122,7 +124,7 @@ class ParallelRun:
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
         self.canonical: CanonicalCollection | None = None
-        self.split = settings.collection == "split"
+        self.split = settings.collection == "split" and not needs_full_collection(config)
         # Without history the suite size is unknown until the first workers collected, so
         # only as many workers as CPUs start at once (a one-test run does not pay for 16
         # interpreters); with history the size is known and every worker starts now.
@@ -156,7 +158,7 @@ class ParallelRun:
     def _make_setup(self, worker_id: str, progress_path: str) -> protocol.WorkerSetup:
         return protocol.WorkerSetup(
             worker_id=worker_id,
-            worker_count=self.target,
+            worker_count=self.planned,
             run_id=self.run_id,
             protocol_version=protocol.PROTOCOL_VERSION,
             package_version=__version__,
@@ -414,7 +416,7 @@ class ParallelRun:
             return
         reporter._numcollected = count
         reporter.report_collect(True)
-        if count < self.planned:
+        if 0 < count < self.planned:
             reporter.write_line(
                 f"parallel_exec: {count} test{'s' if count != 1 else ''}, "
                 f"so {count} worker{'s' if count != 1 else ''} of {self.planned}"
@@ -597,6 +599,15 @@ class ParallelRun:
             self.scheduler.stop()
 
 
+#: Options whose logic needs every test in one collection (which failed last time, which
+#: are new, where a stepwise run stopped): with them every worker collects everything.
+GLOBAL_COLLECTION_OPTIONS = ("lf", "failedfirst", "newfirst", "stepwise", "stepwise_skip")
+
+
+def needs_full_collection(config: pytest.Config) -> bool:
+    return any(config.getoption(name, False) for name in GLOBAL_COLLECTION_OPTIONS)
+
+
 def location_of(nodeid: str) -> tuple[str, int | None, str]:
     """A location for a test that never reported one (it crashed, or never ran)."""
     path, _, rest = nodeid.partition("::")
@@ -637,7 +648,7 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
-        return True  # workers collect; the first collection becomes canonical
+        return True  # workers collect; their collections are merged into the canonical list
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:

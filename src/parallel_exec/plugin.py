@@ -33,7 +33,24 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
                 "'-p parallel_exec' or pytest-xdist, not both (add '-p no:xdist')"
             )
         pluginmanager.set_blocked(name)
+    _refuse_explicit_xdist(pluginmanager)
     settings_module.register(parser)
+
+
+def _refuse_explicit_xdist(pluginmanager: pytest.PytestPluginManager) -> None:
+    """``-p parallel_exec -p xdist``: an explicit ``-p`` would unblock xdist, and its
+    ``-n`` would then collide with ours in argparse (a traceback).  Refuse it clearly."""
+    original = pluginmanager.consider_pluginarg
+
+    def consider_pluginarg(arg: str) -> None:
+        if arg in XDIST_PLUGINS:
+            raise pytest.UsageError(
+                f"parallel_exec: '-p {arg}' loads pytest-xdist too; use either "
+                "'-p parallel_exec' or pytest-xdist, not both"
+            )
+        original(arg)
+
+    pluginmanager.consider_pluginarg = consider_pluginarg  # type: ignore[method-assign]
 
 
 def serial_reason(config: pytest.Config, settings: Settings) -> str | None:

@@ -8,8 +8,9 @@ order of magnitude cheaper than execnet's own serializer for the report dictiona
 worker streams back; overhead per test is what decides whether many fast tests gain
 anything from running in parallel.
 
-Test indices on the wire are positions in the *receiving worker's own* collection; the
-controller maps them to the canonical order (see ``controller.CollectionMap``).
+Tests are named by node id on the wire (a worker may not have collected a test's file
+until it is assigned); the controller's canonical index travels alongside in ``Assign``
+so that a worker can name the test in progress in its progress file.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class WorkerSession:
         self._collect_warnings: list[protocol.SerializedWarning] = []
         self._deselected: list[str] = []
         self._collected_sent = False
+        self.junit_properties: list[tuple[str, str]] = []
         #: The controller's number for each assigned test, written to the progress file.
         self._index_of: dict[str, int] = {}
         channel.setcallback(self._on_message, endmarker=None)
@@ -242,11 +243,16 @@ class WorkerSession:
             reporter._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
         _keep_output_on_exit(self.config)
 
-    def junit_suite_properties(self) -> list[tuple[str, str]]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Take the suite properties, and the unregistered ``LogXML`` away from pytest's
+        junitxml plugin, whose own unconfigure would try to unregister it."""
         from _pytest import junitxml
 
-        xml = self.config.stash.get(junitxml.xml_key, None)
-        return list(xml.global_properties) if xml is not None else []
+        xml = config.stash.get(junitxml.xml_key, None)
+        if xml is not None:
+            self.junit_properties = list(xml.global_properties)
+            del config.stash[junitxml.xml_key]
 
     # ------------------------------------------------------------ collection hooks
 
@@ -501,7 +507,7 @@ def main(channel: Any) -> None:
                     worker_id=worker_id,
                     exitstatus=int(exitstatus),
                     workeroutput=dict(config.workeroutput),  # type: ignore[attr-defined]
-                    junit_properties=tuple(session.junit_suite_properties()),
+                    junit_properties=tuple(session.junit_properties),
                 )
             )
         )
