@@ -6,8 +6,9 @@ own order), so that the run has one numbering, one "collected N items" and one
 ``--junitxml`` order.  A full collection keeps the worker's own order, which carries
 reorderings across files (``--ff``, ``--nf``, shuffling plugins).
 
-Every worker walks the same tree, so the file lists must agree; when they do not, or when full collections differ, the run stops with an error that
-names the first differing ids instead of running a different suite on each worker.
+Every worker walks the same tree, so the file lists must agree; when they do not, or
+when full collections differ, the run stops with an error that names the first
+differing ids instead of running a different suite on each worker.
 """
 
 from __future__ import annotations
