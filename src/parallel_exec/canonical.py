@@ -79,8 +79,9 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
         ):
             entries.append((file, share_index, position, nodeid, collected.worker_id, group))
     if split:
-        # Back to serial order: file walk order, then each worker's order in the file.
-        entries.sort(key=lambda e: e[:3])
+        # Back to serial order: file walk order, then each worker's order in the file;
+        # the rare test outside any file (a custom directory collector) goes last.
+        entries.sort(key=lambda e: (e[0] < 0, *e[:3]))
     nodeids: list[str] = []
     test_files: list[int] = []
     groups: list[str | None] = []
@@ -105,7 +106,7 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
         groups=tuple(groups),
         owners=owners,
         collect_reports=tuple(r for c in collections for r in c.collect_reports),
-        deselected=tuple(d for c in collections for d in c.deselected),
+        deselected=tuple(dict.fromkeys(d for c in collections for d in c.deselected)),
         warnings=tuple(w for c in collections for w in c.warnings),
         collection_failed=any(c.collection_failed for c in collections),
         files=first.files,

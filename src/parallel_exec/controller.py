@@ -367,11 +367,10 @@ class ParallelRun:
         self.canonical = canonical
         self.nodeids = canonical.nodeids
         reports = tuple(
-            config.hook.pytest_report_from_serializable(config=config, data=data)
+            as_collect_error(config.hook.pytest_report_from_serializable(config=config, data=data))
             for data in canonical.collect_reports
         )
         session.testscollected = len(self.nodeids)
-        self._report_collected(len(self.nodeids))
         self.stream.publish(
             events.CollectionFinished(
                 worker_id=self._first_worker(),
@@ -381,8 +380,10 @@ class ParallelRun:
                 warnings=tuple(rebuild_warning(w) for w in canonical.warnings),
             )
         )
+        self._report_collected(len(self.nodeids) + len(canonical.deselected))
         if canonical.collection_failed:
             self.collection_failed = True
+            self.recorder.execution_failed = True
             self._stop_all("collection errors")
             return
         if not self.nodeids:
@@ -390,6 +391,13 @@ class ParallelRun:
             return
         self.state = RunState.RUNNING
         self.target = min(self.planned, len(self.nodeids))
+        if self.target < self.planned:
+            count = self.target
+            terminal_line(
+                self.config,
+                f"parallel_exec: {count} test{'s' if count != 1 else ''}, "
+                f"so {count} worker{'s' if count != 1 else ''} of {self.planned}",
+            )
         alive = {h.worker_id for h in self.pool.alive()}
         owners = {f: w for f, w in canonical.owners.items() if w in alive}
         estimates = estimate_durations(self.nodeids, self.timings)
@@ -411,16 +419,12 @@ class ParallelRun:
             self._spawn([(0, 1) if not self.split else None] * extra)
 
     def _report_collected(self, count: int) -> None:
+        """pytest's own "collected N items / M deselected / K selected" line."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or not hasattr(reporter, "report_collect"):
             return
         reporter._numcollected = count
         reporter.report_collect(True)
-        if 0 < count < self.planned:
-            reporter.write_line(
-                f"parallel_exec: {count} test{'s' if count != 1 else ''}, "
-                f"so {count} worker{'s' if count != 1 else ''} of {self.planned}"
-            )
 
     def _first_worker(self) -> str:
         shares = self.shares
@@ -430,9 +434,11 @@ class ParallelRun:
 
     def _on_progress(self, handle: WorkerHandle, message: protocol.Progress) -> None:
         worker_id = handle.worker_id
+        for warning in message.warnings:
+            self.stream.publish(rebuild_warning(warning))
         scheduler = self.scheduler
         if scheduler is None:
-            return
+            return  # it asks again when it is told the run goes on (or stops)
         if message.want_more and self.stop_reason is None:
             self._apply(scheduler.work_requested(worker_id, time.monotonic()))
         hook = self.config.hook
@@ -454,8 +460,6 @@ class ParallelRun:
                 tuple(rebuild_warning(w) for w in record.warnings),
                 record.location,
             )
-        for warning in message.warnings:
-            self.stream.publish(rebuild_warning(warning))
 
     def _publish_test(
         self,
@@ -606,6 +610,16 @@ GLOBAL_COLLECTION_OPTIONS = ("lf", "failedfirst", "newfirst", "stepwise", "stepw
 
 def needs_full_collection(config: pytest.Config) -> bool:
     return any(config.getoption(name, False) for name in GLOBAL_COLLECTION_OPTIONS)
+
+
+def as_collect_error(report: Any) -> Any:
+    """Give a replayed collection error the type pytest gives it, so that the short
+    summary shows it as a serial run does (serialization turns it into a string)."""
+    from _pytest.reports import CollectErrorRepr
+
+    if getattr(report, "failed", False) and isinstance(report.longrepr, str):
+        report.longrepr = CollectErrorRepr(report.longrepr)
+    return report
 
 
 def location_of(nodeid: str) -> tuple[str, int | None, str]:

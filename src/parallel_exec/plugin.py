@@ -59,6 +59,8 @@ def serial_reason(config: pytest.Config, settings: Settings) -> str | None:
         return "--pdb"
     if config.getoption("trace", False):
         return "--trace"
+    if config.getoption("keepduplicates", False):
+        return "--keep-duplicates"  # duplicate node ids cannot be told apart between workers
     return None
 
 

@@ -145,7 +145,7 @@ class OutcomeRecorder:
 
     def summary_lines(self) -> list[str]:
         o = self.outcome
-        if o is None:
+        if o is None or not o.tests_executed:
             return []
         lines = [
             f"parallel_exec: {o.strategy} on {o.workers} workers: wall {o.wall_time:.2f}s, "

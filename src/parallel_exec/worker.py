@@ -271,8 +271,12 @@ class WorkerSession:
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collection.walk_finished(session)
+
+    def _send_collected(self, session: pytest.Session) -> None:
+        """Sent when the run loop starts, not at ``pytest_collection_finish``: pytest
+        records the warnings of collection only after its collection hook returns."""
         collection = self.collection
-        collection.walk_finished(session)
         failed = bool(session.testsfailed) and not self.config.option.continue_on_collection_errors
         self.send(
             protocol.Collected(
@@ -294,6 +298,7 @@ class WorkerSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self._send_collected(session)
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             self._pump(block=True)  # wait for the controller's Stop
             return True
