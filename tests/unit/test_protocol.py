@@ -52,31 +52,71 @@ EXAMPLES: list[protocol.Message] = [
         basetemp="/tmp/base/gw0",
         progress_path="/tmp/run/gw0.progress",
         capture_off=False,
+        share=(1, 4),
     ),
-    protocol.Assign(indices=(0, 5, 3)),
-    protocol.Assign(indices=()),
+    protocol.WorkerSetup(
+        worker_id="gw5",
+        worker_count=4,
+        run_id="abc123",
+        protocol_version=protocol.PROTOCOL_VERSION,
+        package_version="0.1.0",
+        args=[],
+        option_dict={},
+        invocation_dir="/src",
+        sys_path=[],
+        basetemp="/tmp/base/gw5",
+        progress_path="/tmp/run/gw5.progress",
+        capture_off=True,
+        share=None,  # a replacement: collects nothing up front
+    ),
+    protocol.Assign(
+        nodeids=("tests/test_x.py::test_a", "tests/test_y.py::test_b[ü-[x]]"),
+        indices=(0, 5),
+    ),
+    protocol.Assign(nodeids=(), indices=()),
     protocol.Drain(),
     protocol.Stop(reason="-x: 1 failed"),
     protocol.Hello(worker_id="gw1", pid=4242, python="3.12.1", package_version="0.1.0"),
     protocol.Collected(
         worker_id="gw0",
-        nodeids=("tests/test_x.py::test_a", "tests/test_x.py::test_b[1-2]"),
+        share=(0, 2),
+        files=("tests/bad.py", "tests/test_x.py", "tests/test_y.py"),
+        nodeids=("tests/test_x.py::test_a", "tests/test_x.py::test_b[1-2]", "doctest-thing"),
+        item_files=(1, 1, -1),
+        item_groups=("db", None, None),
         collect_reports=({"$report_type": "CollectReport", "nodeid": "tests/bad.py"},),
         deselected=("tests/test_x.py::test_c",),
         warnings=(WARNING,),
         collection_failed=True,
     ),
+    protocol.Collected(
+        worker_id="gw3",
+        share=None,
+        files=(),
+        nodeids=(),
+        item_files=(),
+        item_groups=(),
+        collect_reports=(),
+        deselected=(),
+        warnings=(),
+        collection_failed=False,
+    ),
+    protocol.NotFound(worker_id="gw1", nodeids=("tests/test_x.py::test_gone[3]",)),
     protocol.Progress(worker_id="gw2"),
     protocol.Progress(
         worker_id="gw2",
         tests=(
             protocol.TestRecord(
-                index=3,
+                nodeid="tests/test_x.py::test_a",
                 location=("tests/test_x.py", 11, "test_a"),
                 reports=(REPORT,),
                 warnings=(WARNING,),
             ),
-            protocol.TestRecord(index=4, location=("tests/test_y.py", None, "test_b"), reports=()),
+            protocol.TestRecord(
+                nodeid="tests/test_y.py::test_b",
+                location=("tests/test_y.py", None, "test_b"),
+                reports=(),
+            ),
         ),
         warnings=(WARNING,),
         want_more=True,
@@ -101,6 +141,15 @@ def test_examples_cover_every_message_class() -> None:
     assert {type(m) for m in EXAMPLES} == message_classes()
 
 
+def test_message_types_are_every_message_class() -> None:
+    assert set(protocol.MESSAGE_TYPES) == message_classes()
+    assert protocol.NotFound in protocol.MESSAGE_TYPES
+    worker_side = set(typing.get_args(protocol.WorkerMessage))
+    controller_side = set(typing.get_args(protocol.ControllerMessage))
+    assert worker_side | controller_side == message_classes()
+    assert worker_side.isdisjoint(controller_side)
+
+
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
 def test_round_trip(message: protocol.Message) -> None:
     payload = protocol.encode(message)
@@ -118,7 +167,7 @@ def test_round_trip(message: protocol.Message) -> None:
         ("Assign", (1, 2)),
         b"bytes",
         WARNING,  # part of a message, not a message
-        protocol.TestRecord(index=0, location=("t.py", 1, "t"), reports=()),
+        protocol.TestRecord(nodeid="t.py::t", location=("t.py", 1, "t"), reports=()),
         scheduling.Assign("gw0", (1,)),  # same name, other module
         scheduling.Drain("gw0"),
     ],
@@ -130,9 +179,11 @@ def test_decode_rejects_non_messages(thing: object) -> None:
 
 
 def test_messages_are_frozen() -> None:
-    message = protocol.Assign(indices=(1,))
+    message = protocol.Assign(nodeids=("t.py::t",), indices=(1,))
     with pytest.raises(AttributeError):
         message.indices = (2,)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        message.nodeids = ()  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------- property
@@ -158,15 +209,51 @@ warnings_ = st.builds(
     nodeid=st.text(max_size=20),
     location=st.none() | st.tuples(st.text(max_size=10), st.integers(0, 999), st.text()),
 )
+nodeids = st.text(max_size=30)
 records = st.builds(
     protocol.TestRecord,
-    index=st.integers(0, 10**5),
+    nodeid=nodeids,
     location=st.tuples(st.text(max_size=10), st.none() | st.integers(0, 999), st.text()),
     reports=st.lists(reports, max_size=3).map(tuple),
     warnings=st.lists(warnings_, max_size=2).map(tuple),
 )
+shares = st.none() | st.integers(1, 64).flatmap(
+    lambda n: st.tuples(st.integers(0, n - 1), st.just(n))
+)
+
+
+@st.composite
+def collected(draw: st.DrawFn) -> protocol.Collected:
+    files = draw(st.lists(nodeids, max_size=5).map(tuple))
+    ids = draw(st.lists(nodeids, max_size=8).map(tuple))
+    item_files = tuple(draw(st.integers(-1, len(files) - 1)) for _ in ids)
+    item_groups = tuple(draw(st.none() | st.text(max_size=5)) for _ in ids)
+    return protocol.Collected(
+        worker_id=draw(st.text(max_size=5)),
+        share=draw(shares),
+        files=files,
+        nodeids=ids,
+        item_files=item_files,
+        item_groups=item_groups,
+        collect_reports=draw(st.lists(reports, max_size=2).map(tuple)),
+        deselected=draw(st.lists(nodeids, max_size=3).map(tuple)),
+        warnings=draw(st.lists(warnings_, max_size=2).map(tuple)),
+        collection_failed=draw(st.booleans()),
+    )
+
+
+@st.composite
+def assigns(draw: st.DrawFn) -> protocol.Assign:
+    pairs = draw(st.lists(st.tuples(nodeids, st.integers(0, 10**6)), max_size=50))
+    return protocol.Assign(nodeids=tuple(n for n, _ in pairs), indices=tuple(i for _, i in pairs))
+
+
 messages: st.SearchStrategy[protocol.Message] = st.one_of(
-    st.builds(protocol.Assign, indices=st.lists(st.integers(0, 10**6), max_size=50).map(tuple)),
+    assigns(),
+    collected(),
+    st.builds(
+        protocol.NotFound, worker_id=st.text(max_size=5), nodeids=st.lists(nodeids).map(tuple)
+    ),
     st.builds(protocol.Drain),
     st.builds(protocol.Stop, reason=st.text()),
     st.builds(
