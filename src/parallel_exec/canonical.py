@@ -63,6 +63,26 @@ def _describe(what: str, first: str, a: Sequence[str], other: str, b: Sequence[s
     return "\n".join(lines)
 
 
+def merge_warnings(
+    per_worker: Sequence[Sequence[protocol.SerializedWarning]],
+) -> tuple[protocol.SerializedWarning, ...]:
+    """Collection warnings of all workers, each as often as one worker saw it.
+
+    pytest records collection warnings without a node id, so who "owns" one is not
+    known: a module imported by one worker warns once, a conftest every worker imports
+    warns in each.  Taking each warning as many times as the worker that saw it most
+    often counts both as a serial run does.
+    """
+    most: dict[protocol.SerializedWarning, int] = {}
+    for warnings in per_worker:
+        seen: dict[protocol.SerializedWarning, int] = {}
+        for warning in warnings:
+            seen[warning] = seen.get(warning, 0) + 1
+        for warning, count in seen.items():
+            most[warning] = max(most.get(warning, 0), count)
+    return tuple(w for w, count in most.items() for _ in range(count))
+
+
 def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCollection:
     """One canonical collection from the share collections of the first workers."""
     first = collections[0]
@@ -107,7 +127,7 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
         owners=owners,
         collect_reports=tuple(r for c in collections for r in c.collect_reports),
         deselected=tuple(dict.fromkeys(d for c in collections for d in c.deselected)),
-        warnings=tuple(w for c in collections for w in c.warnings),
+        warnings=merge_warnings([c.warnings for c in collections]),
         collection_failed=any(c.collection_failed for c in collections),
         files=first.files,
     )

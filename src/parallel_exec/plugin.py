@@ -93,11 +93,17 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if reason is not None:
         return [f"parallel_exec: {reason} given, running tests serially in this process"]
     settings = config.stash.get(SETTINGS_KEY, None)
-    if settings is None or not settings.wants_parallel or settings.workers is None:
+    controller = config.pluginmanager.get_plugin("parallel_exec_controller")
+    if settings is None or controller is None or settings.workers is None:
         return None
     count = settings.workers.resolve()
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
-    return [f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, dist={settings.dist}"]
+    known = len(controller.timings)
+    history = f", history: {known} tests known" if controller.store is not None else ""
+    return [
+        f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, "
+        f"dist={controller.strategy}{history}"
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -370,8 +370,7 @@ class WorkerSession:
         if self._current_reports is not None:
             self._current_warnings.append(serialized)
         elif not self._collected_sent:
-            if self.collection.reports_for(nodeid):
-                self._collect_warnings.append(serialized)
+            self._collect_warnings.append(serialized)  # the controller removes repeats
         else:
             self._batch_warnings.append(serialized)
 

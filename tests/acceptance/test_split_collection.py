@@ -167,11 +167,6 @@ def test_k_and_deselect_select_the_same_tests_as_serial(runner: PluginRunner, mo
     ), ran
 
 
-@pytest.mark.xfail(
-    reason="source bug: the controller prints 'collected <selected> items' instead of "
-    "serial's 'collected <all> items / <d> deselected / <s> selected'",
-    strict=False,
-)
 def test_collected_line_shows_deselected_and_selected_like_serial(runner: PluginRunner) -> None:
     write_suite(runner.pytester)
     args = ("-k", "not slow_name and not in_class", "--deselect", "test_split_1.py::test_fast[2]")
@@ -253,7 +248,6 @@ WARNING_BUG = (
 )
 
 
-@pytest.mark.xfail(reason=WARNING_BUG, strict=False)
 @pytest.mark.parametrize("mode", ["split", "full"])
 def test_module_level_warning_is_counted_once(runner: PluginRunner, mode: str) -> None:
     write_suite(
@@ -288,7 +282,6 @@ def test_root_conftest_warning_is_counted_once(runner: PluginRunner) -> None:
     assert parallel.output.count("UserWarning: warning from the root conftest") == 1
 
 
-@pytest.mark.xfail(reason=WARNING_BUG, strict=False)
 def test_subdirectory_conftest_warning_is_counted_once(runner: PluginRunner) -> None:
     # Not a test* directory, so pytest imports this conftest during collection, in
     # every worker (the root one is imported at configuration, in the controller too).
@@ -353,12 +346,6 @@ def test_file_less_items_run_once(runner: PluginRunner) -> None:
     assert_same_outcomes(serial, parallel)
 
 
-@pytest.mark.xfail(
-    reason="source bug: canonical.merge sorts file-less items (file -1) before every file, "
-    "so they move to the front of the canonical order (and --junitxml) wherever the walk "
-    "met them",
-    strict=False,
-)
 def test_file_less_items_keep_their_serial_position(runner: PluginRunner) -> None:
     write_file_less_suite(runner.pytester)
     serial = runner.observe()
@@ -370,12 +357,6 @@ def test_file_less_items_keep_their_serial_position(runner: PluginRunner) -> Non
     assert parallel.junit.order == serial.junit.order
 
 
-@pytest.mark.xfail(
-    reason="source bug: every first-wave worker collects and deselects a file-less item, "
-    "and canonical.merge concatenates the workers' deselected lists, so it is counted "
-    "once per worker",
-    strict=False,
-)
 def test_deselected_file_less_item_is_counted_once(runner: PluginRunner) -> None:
     write_file_less_suite(runner.pytester)
     serial = runner.observe("-k", "not spec_one")
