@@ -11,7 +11,10 @@ can compare a parallel run with a serial one field by field and get a readable d
 from __future__ import annotations
 
 import re
+import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +26,31 @@ pytest_plugins = ["pytester"]
 PLUGIN_ARGS: tuple[str, ...] = ("-p", "parallel_exec")
 #: A hung run must fail the test, not the whole CI job.
 RUN_TIMEOUT = 120.0
-#: The JUnit schema shipped beside the checkout (``../shared``); absent on users' machines.
-JUNIT_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "reference" / "junit-10.xsd"
+
+#: Set when this suite itself runs on workers (parallel_exec or xdist), or by a user's
+#: shell; inherited by the runs under test, they would change what those runs see.
+INHERITED_VARIABLES = (
+    "PARALLEL_EXEC_WORKER",
+    "PARALLEL_EXEC_WORKER_COUNT",
+    "PARALLEL_EXEC_RUN_ID",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+    "PYTEST_PLUGINS",
+)
 
 #: Attributes that legitimately differ between two runs of the same suite.
 IGNORED_SUITE_ATTRIBUTES = frozenset({"time", "timestamp", "hostname"})
 IGNORED_CASE_ATTRIBUTES = frozenset({"time"})
 
 SUMMARY_HEADER = re.compile(r"^=+ short test summary info =+$")
+WARNINGS_HEADER = re.compile(r"^=+ warnings summary =+$")
 COLLECT_ERROR_HEADER = re.compile(r"^_+ ERROR collecting (?P<what>.+?) _+$")
+#: Output that a parallel run must not show unless the serial run of the suite does.
+ALARMS = ("INTERNALERROR", "worker crashed")
+#: ``<Foo object at 0x7f...>`` in a traceback body differs between any two processes.
+OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
 
 
 # --------------------------------------------------------------------------- junit
@@ -43,12 +62,29 @@ class JunitCase:
 
     Children are kept as ``(tag, sorted attributes, text)`` with their own children
     (``<property>`` inside ``<properties>``) flattened after them, so failure messages,
-    types, bodies, properties and captured output are all compared exactly.
+    types, properties and captured output are all compared exactly.  Only element text
+    (a failure's traceback) has object addresses masked: they differ between any two
+    processes, serial or not.
     """
 
     key: str
     attributes: tuple[tuple[str, str], ...]
     children: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...]
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """``record_property`` values, by name."""
+        return {
+            dict(attrs)["name"]: dict(attrs).get("value", "")
+            for tag, attrs, _ in self.children
+            if tag == "property"
+        }
+
+    def message(self, tag: str) -> str:
+        """The ``message`` of this case's first ``<failure>``/``<error>``/``<skipped>``."""
+        found = [dict(attrs) for child_tag, attrs, _ in self.children if child_tag == tag]
+        assert found, f"{self.key} has no <{tag}>"
+        return found[0].get("message", "")
 
     @property
     def outcome(self) -> str:
@@ -77,7 +113,8 @@ def _flatten(element: ET.Element) -> list[tuple[str, tuple[tuple[str, str], ...]
     rows = []
     for child in element:
         attributes = tuple(sorted(child.attrib.items()))
-        rows.append((child.tag, attributes, child.text or ""))
+        text = OBJECT_ADDRESS.sub(" at 0x...>", child.text or "")
+        rows.append((child.tag, attributes, text))
         rows.extend(_flatten(child))
     return rows
 
@@ -92,26 +129,40 @@ def _case(element: ET.Element) -> JunitCase:
 
 @dataclass(frozen=True)
 class JunitReport:
-    """A parsed ``--junitxml`` file: suite attributes and test cases keyed by name."""
+    """A parsed ``--junitxml`` file: the suite and its test cases keyed by name.
+
+    ``order`` keeps the document order of the test cases: a serial run writes them in
+    collection order, and so must a parallel one.
+    """
 
     suite: dict[str, str]
+    suite_properties: tuple[tuple[str, str], ...]
     cases: dict[str, list[JunitCase]]
+    order: tuple[str, ...]
 
     @classmethod
     def parse(cls, path: Path) -> JunitReport:
         root = ET.parse(path).getroot()
         suite_element = root if root.tag == "testsuite" else root.find("testsuite")
         assert suite_element is not None, f"no <testsuite> in {path}"
-        suite = {
-            k: v for k, v in suite_element.attrib.items() if k not in IGNORED_SUITE_ATTRIBUTES
-        }
+        suite = {k: v for k, v in suite_element.attrib.items() if k not in IGNORED_SUITE_ATTRIBUTES}
+        properties = tuple(
+            (p.get("name", ""), p.get("value", ""))
+            for p in suite_element.findall("properties/property")
+        )
         cases: dict[str, list[JunitCase]] = {}
+        order: list[str] = []
         for element in suite_element.iter("testcase"):
             case = _case(element)
             cases.setdefault(case.key, []).append(case)
+            order.append(case.key)
         for same_key in cases.values():
             same_key.sort(key=repr)
-        return cls(suite=suite, cases=dict(sorted(cases.items())))
+        return cls(suite, properties, dict(sorted(cases.items())), tuple(order))
+
+    @property
+    def all_cases(self) -> list[JunitCase]:
+        return [case for cases in self.cases.values() for case in cases]
 
     @property
     def outcomes(self) -> dict[str, str]:
@@ -128,6 +179,11 @@ class JunitReport:
 # --------------------------------------------------------------------------- runs
 
 
+def output_of(result: pytest.RunResult) -> str:
+    """Everything a run printed, stdout then stderr (usage errors go to stderr)."""
+    return "\n".join(result.outlines + result.errlines)
+
+
 def summary_counts(result: pytest.RunResult) -> dict[str, int]:
     """``parseoutcomes()``, or ``{}`` for a run that printed no summary line (exit 4)."""
     try:
@@ -136,17 +192,27 @@ def summary_counts(result: pytest.RunResult) -> dict[str, int]:
         return {}
 
 
-def short_summary_lines(lines: list[str]) -> tuple[str, ...]:
-    """The ``-r`` short summary lines, sorted (a parallel run reports in finish order)."""
-    start = next((i for i, line in enumerate(lines) if SUMMARY_HEADER.match(line)), None)
+def section_lines(lines: list[str], header: re.Pattern[str], end: str) -> tuple[str, ...]:
+    """The lines of one terminal section, sorted (a parallel run reports in finish order)."""
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
     if start is None:
         return ()
     body: list[str] = []
     for line in lines[start + 1 :]:
-        if line.startswith("="):
+        if line.startswith(end):
             break
         body.append(line)
     return tuple(sorted(body))
+
+
+def short_summary_lines(lines: list[str]) -> tuple[str, ...]:
+    """The ``-r`` short test summary lines, sorted."""
+    return section_lines(lines, SUMMARY_HEADER, "=")
+
+
+def warning_summary_lines(lines: list[str]) -> tuple[str, ...]:
+    """The warnings summary (locations, messages, source lines), sorted."""
+    return section_lines(lines, WARNINGS_HEADER, "-- Docs:")
 
 
 def collection_error_headers(lines: list[str]) -> tuple[str, ...]:
@@ -163,35 +229,104 @@ class Observation:
     exit_code: int
     counts: dict[str, int]
     short_summary: tuple[str, ...]
+    warning_summary: tuple[str, ...]
     collection_errors: tuple[str, ...]
     junit: JunitReport | None
     result: pytest.RunResult
 
     @property
     def output(self) -> str:
-        return "\n".join(self.result.outlines + self.result.errlines)
+        return output_of(self.result)
 
     @property
     def outcomes(self) -> dict[str, str]:
         assert self.junit is not None, f"{self.label}: no junit report was written"
         return self.junit.outcomes
 
+    def differences_from(self, serial: Observation) -> list[str]:
+        """How this (parallel) run differs from ``serial``; empty when it does not."""
+        return differences(serial, self)
+
+
+def _multiset_difference(serial: Sequence[str], parallel: Sequence[str]) -> list[str]:
+    missing = Counter(serial) - Counter(parallel)
+    extra = Counter(parallel) - Counter(serial)
+    return [f"    only serial:   {line}" for line in sorted(missing.elements())] + [
+        f"    only parallel: {line}" for line in sorted(extra.elements())
+    ]
+
+
+def _junit_differences(serial: JunitReport, parallel: JunitReport) -> list[str]:
+    found: list[str] = []
+    if parallel.suite != serial.suite:
+        found.append(f"<testsuite> attributes: serial {serial.suite} != parallel {parallel.suite}")
+    if parallel.suite_properties != serial.suite_properties:
+        found.append(
+            f"<testsuite> properties: serial {serial.suite_properties} "
+            f"!= parallel {parallel.suite_properties}"
+        )
+    for key in sorted(set(serial.cases) | set(parallel.cases)):
+        mine, theirs = serial.cases.get(key), parallel.cases.get(key)
+        if mine != theirs:
+            found.append(f"<testcase> {key}:\n    serial:   {mine}\n    parallel: {theirs}")
+    if set(parallel.order) == set(serial.order) and parallel.order != serial.order:
+        found.append(
+            "<testcase> order:\n    serial:   "
+            + ", ".join(serial.order)
+            + "\n    parallel: "
+            + ", ".join(parallel.order)
+        )
+    return found
+
+
+def differences(serial: Observation, parallel: Observation) -> list[str]:
+    """Every way ``parallel`` is not what ``serial`` was, one readable entry each.
+
+    All fields are compared before failing, so that one failing run shows every
+    divergence at once instead of only the first.
+    """
+    found: list[str] = []
+    if parallel.exit_code != serial.exit_code:
+        found.append(f"exit code: serial {serial.exit_code} != parallel {parallel.exit_code}")
+    if parallel.counts != serial.counts:
+        found.append(f"summary counts: serial {serial.counts} != parallel {parallel.counts}")
+    if parallel.collection_errors != serial.collection_errors:
+        found.append(
+            f"collection errors: serial {serial.collection_errors} "
+            f"!= parallel {parallel.collection_errors}"
+        )
+    lines = _multiset_difference(serial.short_summary, parallel.short_summary)
+    if lines:
+        found.append("short test summary lines:\n" + "\n".join(lines))
+    lines = _multiset_difference(serial.warning_summary, parallel.warning_summary)
+    if lines:
+        found.append("warnings summary lines:\n" + "\n".join(lines))
+    if (serial.junit is None) != (parallel.junit is None):
+        found.append(
+            f"junit written: serial {serial.junit is not None}, parallel "
+            f"{parallel.junit is not None}"
+        )
+    elif serial.junit is not None and parallel.junit is not None:
+        outcomes = _multiset_difference(
+            [f"{k} -> {v}" for k, v in serial.junit.outcomes.items()],
+            [f"{k} -> {v}" for k, v in parallel.junit.outcomes.items()],
+        )
+        if outcomes:
+            found.append("per-test outcomes:\n" + "\n".join(outcomes))
+        found.extend(_junit_differences(serial.junit, parallel.junit))
+    for alarm in ALARMS:
+        if alarm in parallel.output and alarm not in serial.output:
+            found.append(f"the parallel run printed {alarm!r}")
+    return found
+
 
 def assert_same_results(serial: Observation, parallel: Observation) -> None:
-    """Fail with a field-by-field diff wherever ``parallel`` is not what ``serial`` was."""
-    what = f"{parallel.label} vs {serial.label}"
-    assert parallel.exit_code == serial.exit_code, f"exit code differs ({what})"
-    assert parallel.counts == serial.counts, f"summary counts differ ({what})"
-    assert parallel.collection_errors == serial.collection_errors, (
-        f"collection errors differ ({what})"
-    )
-    assert (parallel.junit is None) == (serial.junit is None), f"junit presence ({what})"
-    if serial.junit is not None and parallel.junit is not None:
-        assert parallel.junit.outcomes == serial.junit.outcomes, f"outcomes differ ({what})"
-        assert parallel.junit.suite == serial.junit.suite, f"<testsuite> differs ({what})"
-        for key, serial_cases in serial.junit.cases.items():
-            assert parallel.junit.cases.get(key) == serial_cases, f"{key} differs ({what})"
-    assert parallel.short_summary == serial.short_summary, f"short summary differs ({what})"
+    """Fail listing every difference between a parallel run and the serial one."""
+    found = differences(serial, parallel)
+    if found:
+        pytest.fail(
+            f"{parallel.label} differs from the serial run:\n" + "\n".join(found), pytrace=False
+        )
 
 
 class PluginRunner:
@@ -210,6 +345,11 @@ class PluginRunner:
             *PLUGIN_ARGS, *worker_args, *args, timeout=timeout
         )
 
+    def command(self, *args: str, workers: int | None = None) -> list[str]:
+        """The command line of a run, for tests that drive the process themselves."""
+        worker_args = ["-n", str(workers)] if workers is not None else []
+        return [sys.executable, "-m", "pytest", *PLUGIN_ARGS, *worker_args, *args]
+
     def junit_path(self, label: str) -> Path:
         self._runs += 1
         reports = self.pytester.path / "reports"
@@ -226,10 +366,30 @@ class PluginRunner:
             exit_code=int(result.ret),
             counts=summary_counts(result),
             short_summary=short_summary_lines(result.outlines),
+            warning_summary=warning_summary_lines(result.outlines),
             collection_errors=collection_error_headers(result.outlines),
             junit=JunitReport.parse(junit) if junit.exists() else None,
             result=result,
         )
+
+    @staticmethod
+    def header_lines(result: pytest.RunResult) -> list[str]:
+        """The session header: the lines before ``collected ...``."""
+        lines: list[str] = []
+        for line in result.outlines:
+            if line.startswith(("collected ", "collecting ")):
+                break
+            lines.append(line)
+        return lines
+
+    output = staticmethod(output_of)
+
+    @staticmethod
+    def assert_no_traceback(result: pytest.RunResult) -> None:
+        """A usage or run error must be a message, never a traceback or INTERNALERROR."""
+        output = output_of(result)
+        assert "INTERNALERROR" not in output, output
+        assert "Traceback (most recent call last)" not in output, output
 
     def assert_fidelity(self, *args: str, workers: int) -> tuple[Observation, Observation]:
         """Run serially and with ``-n workers``; assert the results are the same."""
@@ -240,23 +400,11 @@ class PluginRunner:
 
 
 @pytest.fixture
-def runner(pytester: pytest.Pytester) -> PluginRunner:
+def runner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> PluginRunner:
+    """A ``PluginRunner`` whose runs do not inherit this session's worker environment."""
+    for name in INHERITED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     return PluginRunner(pytester)
-
-
-def header_lines(result: pytest.RunResult) -> list[str]:
-    """The session header: the lines before ``collected ...``/the first test line."""
-    lines: list[str] = []
-    for line in result.outlines:
-        if line.startswith(("collected ", "collecting ")):
-            break
-        lines.append(line)
-    return lines
-
-
-def has_plugin_traceback(output: str) -> bool:
-    """True when output shows a Python traceback or an internal error."""
-    return "INTERNALERROR" in output or "Traceback (most recent call last)" in output
 
 
 # --------------------------------------------------------------------------- the zoo
@@ -358,9 +506,10 @@ ZOO_OUTCOMES = """
         assert broken_teardown == "other"
 
 
-    def test_record_property(record_property):
+    def test_record_property(record_property, record_testsuite_property):
         record_property("answer", 42)
         record_property("städte", "Zürich [CH]")
+        record_testsuite_property("zoo-suite", "recorded [once]")
 
 
     def test_warns():

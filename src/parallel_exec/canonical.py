@@ -125,12 +125,27 @@ def merge(collections: Sequence[protocol.Collected], split: bool) -> CanonicalCo
         test_files=tuple(test_files),
         groups=tuple(groups),
         owners=owners,
-        collect_reports=tuple(r for c in collections for r in c.collect_reports),
+        collect_reports=_in_walk_order(
+            [r for c in collections for r in c.collect_reports], first.files
+        ),
         deselected=tuple(dict.fromkeys(d for c in collections for d in c.deselected)),
         warnings=merge_warnings([c.warnings for c in collections]),
         collection_failed=any(c.collection_failed for c in collections),
         files=first.files,
     )
+
+
+def _in_walk_order(
+    reports: list[dict[str, Any]], files: Sequence[str]
+) -> tuple[dict[str, Any], ...]:
+    """Collection reports in the order a serial walk meets them: directory-level ones
+    (no file) first, then by file."""
+    ordinal = {path: i for i, path in enumerate(files)}
+
+    def key(report: dict[str, Any]) -> int:
+        return ordinal.get(str(report.get("nodeid", "")).split("::", 1)[0], -1)
+
+    return tuple(sorted(reports, key=key))
 
 
 def check_agrees(

@@ -43,6 +43,7 @@ from .pool import (
 )
 from .recording import OutcomeRecorder, open_history
 from .replay import HookReplay, rebuild_warning, terminal_line
+from .reports import deserialize
 from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
 from .settings import Settings
 
@@ -366,10 +367,7 @@ class ParallelRun:
         config, session = self.config, self.session
         self.canonical = canonical
         self.nodeids = canonical.nodeids
-        reports = tuple(
-            as_collect_error(config.hook.pytest_report_from_serializable(config=config, data=data))
-            for data in canonical.collect_reports
-        )
+        reports = tuple(deserialize(config, dict(data)) for data in canonical.collect_reports)
         session.testscollected = len(self.nodeids)
         self.stream.publish(
             events.CollectionFinished(
@@ -441,7 +439,6 @@ class ParallelRun:
             return  # it asks again when it is told the run goes on (or stops)
         if message.want_more and self.stop_reason is None:
             self._apply(scheduler.work_requested(worker_id, time.monotonic()))
-        hook = self.config.hook
         now = time.monotonic()
         index_of = self.canonical.index if self.canonical is not None else {}
         for record in message.tests:
@@ -449,10 +446,7 @@ class ParallelRun:
             scheduler.test_finished(worker_id, index, now)
             if index in self.reported:
                 continue
-            reports = tuple(
-                hook.pytest_report_from_serializable(config=self.config, data=data)
-                for data in record.reports
-            )
+            reports = tuple(deserialize(self.config, data) for data in record.reports)
             self._publish_test(
                 worker_id,
                 index,
@@ -610,16 +604,6 @@ GLOBAL_COLLECTION_OPTIONS = ("lf", "failedfirst", "newfirst", "stepwise", "stepw
 
 def needs_full_collection(config: pytest.Config) -> bool:
     return any(config.getoption(name, False) for name in GLOBAL_COLLECTION_OPTIONS)
-
-
-def as_collect_error(report: Any) -> Any:
-    """Give a replayed collection error the type pytest gives it, so that the short
-    summary shows it as a serial run does (serialization turns it into a string)."""
-    from _pytest.reports import CollectErrorRepr
-
-    if getattr(report, "failed", False) and isinstance(report.longrepr, str):
-        report.longrepr = CollectErrorRepr(report.longrepr)
-    return report
 
 
 def location_of(nodeid: str) -> tuple[str, int | None, str]:

@@ -32,6 +32,7 @@ import pytest
 from . import protocol
 from ._version import __version__
 from .collection import SplitCollection
+from .reports import serialize
 
 #: Ask for more work when this many tests or fewer are left in the local queue.
 LOW_WATER = 2
@@ -261,8 +262,7 @@ class WorkerSession:
         if self._collected_sent or report.passed:
             return
         if self.collection.reports_for(report.nodeid):
-            data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
-            self._collect_reports.append(data)
+            self._collect_reports.append(serialize(self.config, report))
 
     @pytest.hookimpl
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
@@ -352,9 +352,8 @@ class WorkerSession:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
         if self._current_reports is not None:
-            self._current_reports.append(data)
+            self._current_reports.append(serialize(self.config, report))
 
     @pytest.hookimpl
     def pytest_warning_recorded(
