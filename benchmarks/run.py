@@ -56,7 +56,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -439,6 +441,50 @@ def _loadavg() -> str:
         return "unavailable"
 
 
+def _package_dir() -> Path | None:
+    spec = importlib.util.find_spec("parallel_exec")  # finds it without importing it
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def source_fingerprint() -> str:
+    """A digest of parallel_exec's ``.py`` files: which code was measured.
+
+    Compared at the end of the run, it also catches an editable install whose source
+    was edited while the benchmark ran (the figures would then mix two versions).
+    """
+    package = _package_dir()
+    if package is None:
+        return "not found"
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def source_revision() -> str:
+    """The git commit of parallel_exec's source, ``+dirty`` if it has local changes."""
+    package = _package_dir()
+    if package is None:
+        return "unknown"
+    commit = _git(["rev-parse", "--short=12", "HEAD"], package)
+    if commit is None:
+        return "not a git checkout"
+    dirty = _git(["status", "--porcelain", "--", "."], package)
+    return commit + ("+dirty" if dirty else "")
+
+
 def collect_metadata(args: argparse.Namespace) -> dict[str, Any]:
     now = dt.datetime.now().astimezone()
     return {
@@ -450,6 +496,9 @@ def collect_metadata(args: argparse.Namespace) -> dict[str, Any]:
         "pytest_xdist": _version("pytest-xdist"),
         "execnet": _version("execnet"),
         "parallel_exec": _version("pytest-parallel-exec"),
+        "parallel_exec_source": str(_package_dir()),
+        "parallel_exec_revision": source_revision(),
+        "parallel_exec_fingerprint": source_fingerprint(),
         "pytest_plugins_installed": _pytest_plugins(),
         "platform": platform.platform(),
         "nproc": usable_cpus(),
@@ -465,6 +514,12 @@ def collect_metadata(args: argparse.Namespace) -> dict[str, Any]:
 
 def render_report(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> str:
     out: list[str] = ["# parallel_exec benchmarks", ""]
+    if meta.get("source_changed_during_run"):
+        out += [
+            f"**{SOURCE_CHANGED}** (at the end: git {meta['parallel_exec_revision_end']}, "
+            f"fingerprint {meta['parallel_exec_fingerprint_end']})",
+            "",
+        ]
     if meta["small"]:
         out += [
             "**--small: shrunken smoke-test suites. These figures are NOT to be reported.**",
@@ -480,6 +535,8 @@ def render_report(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> st
         f"- python {meta['python']} ({meta['python_executable']})",
         f"- pytest {meta['pytest']}, pytest-xdist {meta['pytest_xdist']}, "
         f"execnet {meta['execnet']}, pytest-parallel-exec {meta['parallel_exec']}",
+        f"- parallel_exec source: {meta['parallel_exec_source']}, at start: git "
+        f"{meta['parallel_exec_revision']}, fingerprint {meta['parallel_exec_fingerprint']}",
         "- pytest plugins installed: " + (", ".join(meta["pytest_plugins_installed"]) or "none"),
         f"- nproc: {meta['nproc']} (logical CPUs: {meta['logical_cpus']}), "
         f"platform: {meta['platform']}",
@@ -580,6 +637,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+SOURCE_CHANGED = (
+    "WARNING: parallel_exec's source changed while the benchmark ran; "
+    "the figures mix code versions. Rerun."
+)
+
+
+def finish_metadata(meta: dict[str, Any]) -> None:
+    meta["loadavg_end"] = _loadavg()
+    fingerprint = source_fingerprint()
+    meta["source_changed_during_run"] = fingerprint != meta["parallel_exec_fingerprint"]
+    if meta["source_changed_during_run"]:
+        meta["parallel_exec_revision_end"] = source_revision()
+        meta["parallel_exec_fingerprint_end"] = fingerprint
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     meta = collect_metadata(args)
@@ -607,12 +679,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
         except (BenchmarkError, FileExistsError) as exc:
-            meta["loadavg_end"] = _loadavg()
+            finish_metadata(meta)
             print(f"\nbenchmark aborted: {exc}", file=sys.stderr)
+            if meta["source_changed_during_run"]:
+                print(SOURCE_CHANGED, file=sys.stderr)
             if args.json is not None:
                 write_json(args.json, meta, results, error=str(exc))
             return 1
-    meta["loadavg_end"] = _loadavg()
+    finish_metadata(meta)
     print(render_report(meta, results))
     if args.json is not None:
         write_json(args.json, meta, results)
