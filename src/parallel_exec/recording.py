@@ -59,6 +59,21 @@ def open_history(config: pytest.Config, explicit: str | None) -> HistoryStore | 
         return None
 
 
+def report_warning(config: pytest.Config, warning: Warning) -> None:
+    """Put a warning into pytest's warnings summary from outside any test.
+
+    pytest only collects warnings raised inside the hooks it wraps; the history is
+    written at the end of the run loop, outside them, so the warning is recorded
+    through the same hook the warnings plugin uses.
+    """
+    message = warnings.WarningMessage(
+        message=warning, category=type(warning), filename=__file__, lineno=0, line=""
+    )
+    config.hook.pytest_warning_recorded.call_historic(
+        kwargs=dict(warning_message=message, when="runtest", nodeid="", location=None)
+    )
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +151,7 @@ class OutcomeRecorder:
                     run_id=run.run_id,
                 )
             except HistoryError as exc:
-                warnings.warn(ParallelExecWarning(f"parallel_exec: {exc}"), stacklevel=1)
+                report_warning(self.config, ParallelExecWarning(f"parallel_exec: {exc}"))
         if self.report_path:
             path = Path(self.report_path)
             if not path.is_absolute():
