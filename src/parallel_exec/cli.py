@@ -107,6 +107,10 @@ def _timings_from_export(data: Any, source: Path) -> tuple[list[TestTiming], lis
 
 
 def _timings_from_pytest_split(data: Any, source: Path) -> list[TestTiming]:
+    if isinstance(data, list) and all(
+        isinstance(pair, list) and len(pair) == 2 for pair in data
+    ):  # older pytest-split versions wrote a list of [nodeid, seconds] pairs
+        data = dict(data)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, (int, float)) for k, v in data.items()
     ):
@@ -139,7 +143,11 @@ def _load_source(source: Path, fmt: str = "auto") -> tuple[list[TestTiming], lis
             other.close()
     data = _read_json(source)
     if fmt == "pytest-split" or (
-        fmt == "auto" and isinstance(data, dict) and data.get("format") != EXPORT_FORMAT
+        fmt == "auto"
+        and (
+            isinstance(data, list)
+            or (isinstance(data, dict) and data.get("format") != EXPORT_FORMAT)
+        )
     ):
         return _timings_from_pytest_split(data, source), []
     return _timings_from_export(data, source)
@@ -202,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "history":
-            return _history(args)
+            try:
+                return _history(args)
+            except HistoryError as exc:
+                raise CliError(str(exc)) from None
         if args.command == "schema":
             from .learning import LearningOutcome
 

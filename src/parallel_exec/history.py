@@ -104,6 +104,8 @@ class HistoryStore:
     def open(cls, path: Path, warn: Any = None) -> HistoryStore:
         """Open or create the store; a file that is not a valid store is moved aside."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_file():
+            raise HistoryError(f"{path} is not a file")
         try:
             return cls._open_checked(path)
         except HistoryError as exc:
@@ -125,6 +127,19 @@ class HistoryStore:
 
     @classmethod
     def _open_checked(cls, path: Path) -> HistoryStore:
+        """Open, retrying while another run holds a lock that SQLite's busy handler does
+        not wait for (switching a new file to WAL, creating the tables)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                return cls._open_once(path)
+            except HistoryError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @classmethod
+    def _open_once(cls, path: Path) -> HistoryStore:
         try:
             db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         except sqlite3.Error as exc:
@@ -157,7 +172,7 @@ class HistoryStore:
         return cls(path, db)
 
     @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
+    def _schema_version(db: sqlite3.Connection) -> int:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             raise HistoryError("no schema version")
@@ -170,9 +185,21 @@ class HistoryStore:
                 f"written by a newer parallel_exec (schema {version}, this one reads "
                 f"{SCHEMA_VERSION})"
             )
-        while version < SCHEMA_VERSION:
-            with _transaction(db):
-                _run_script(db, MIGRATIONS[version])
+        return version
+
+    @classmethod
+    def _migrate(cls, db: sqlite3.Connection) -> None:
+        """Bring an older store forward.  Reading the version needs no lock; migrating
+        takes the write lock and reads it again (two runs may race to migrate)."""
+        if cls._schema_version(db) == SCHEMA_VERSION:
+            return
+        with _transaction(db):
+            version = cls._schema_version(db)
+            while version < SCHEMA_VERSION:
+                script = MIGRATIONS.get(version)
+                if script is None:
+                    raise HistoryError(f"no migration from schema version {version}")
+                _run_script(db, script)
                 version += 1
                 db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
 
@@ -243,6 +270,12 @@ class HistoryStore:
 
     def merge_timings(self, timings: Iterable[TestTiming]) -> None:
         """Take rows from another store or export: the newer row of a test wins."""
+        try:
+            self._merge_timings(timings)
+        except sqlite3.OperationalError as exc:
+            raise HistoryError(f"could not write the timing history {self.path}: {exc}") from exc
+
+    def _merge_timings(self, timings: Iterable[TestTiming]) -> None:
         rows = [
             (
                 t.nodeid,
@@ -279,11 +312,14 @@ class HistoryStore:
             )
 
     def merge_runs(self, runs: Iterable[tuple[str, float, Mapping[str, Any]]]) -> None:
-        with _transaction(self._db):
-            self._db.executemany(
-                "INSERT OR IGNORE INTO runs(run_id, finished_at, record) VALUES (?,?,?)",
-                [(rid, at, json.dumps(dict(rec), sort_keys=True)) for rid, at, rec in runs],
-            )
+        try:
+            with _transaction(self._db):
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO runs(run_id, finished_at, record) VALUES (?,?,?)",
+                    [(rid, at, json.dumps(dict(rec), sort_keys=True)) for rid, at, rec in runs],
+                )
+        except sqlite3.OperationalError as exc:
+            raise HistoryError(f"could not write the timing history {self.path}: {exc}") from exc
 
     def all_runs(self) -> list[tuple[str, float, dict[str, Any]]]:
         rows = self._db.execute("SELECT run_id, finished_at, record FROM runs ORDER BY finished_at")
@@ -309,8 +345,13 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def _move_aside(path: Path) -> Path:
+    """Rename ``path`` (and its WAL files) to a name no other file has; never delete."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    serial = 0
     target = path.with_name(f"{path.name}.invalid-{stamp}-{os.getpid()}")
+    while any(Path(str(target) + suffix).exists() for suffix in ("", "-wal", "-shm")):
+        serial += 1
+        target = path.with_name(f"{path.name}.invalid-{stamp}-{os.getpid()}-{serial}")
     for suffix in ("", "-wal", "-shm"):
         source = Path(str(path) + suffix)
         if source.exists():

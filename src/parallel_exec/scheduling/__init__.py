@@ -61,10 +61,20 @@ def unit_key(
     if strategy == "file" or (strategy == "time" and small_file):
         return f"file:{file}"
     if strategy == "suite":
-        parts = nodeid.split("::")
+        parts = split_nodeid(nodeid)
         scope = parts[:2] if len(parts) > 2 else parts[:1]
         return "suite:" + "::".join(scope)
     return None
+
+
+def split_nodeid(nodeid: str) -> list[str]:
+    """``a.py::Class::test[x::y]`` -> ``["a.py", "Class", "test[x::y]"]``: a ``::``
+    inside a parametrization id does not separate names."""
+    base, bracket, params = nodeid.partition("[")
+    parts = base.split("::")
+    if bracket:
+        parts[-1] += bracket + params
+    return parts
 
 
 def make_scheduler(strategy: str, plan: TestPlanInput, planned_workers: int) -> Scheduler:

@@ -97,6 +97,7 @@ class PlanScheduler:
 
         units: list[Unit] = []
         keyed: dict[str, Unit] = {}
+        self._key_of = list(unit_keys)
         for test in range(count):
             key = unit_keys[test]
             estimate = self._estimates[test]
@@ -195,10 +196,20 @@ class PlanScheduler:
             self._slots.append(slot)
         slot.worker = None
         back = [t for t in pending if t != crashed and t not in self._finished]
-        for test in reversed(back):
-            slot.units.appendleft(
-                Unit([test], self._estimates[test], frozenset({self._file_of[test]}))
-            )
+        # Requeued as the units they came in: a group stays whole on its next worker.
+        regrouped: dict[object, Unit] = {}
+        for test in back:
+            key: object = self._key_of[test] if self._key_of[test] is not None else ("", test)
+            unit = regrouped.get(key)
+            if unit is None:
+                regrouped[key] = Unit(
+                    [test], self._estimates[test], frozenset({self._file_of[test]})
+                )
+            else:
+                unit.tests.append(test)
+                unit.predicted += self._estimates[test]
+                unit.files = unit.files | {self._file_of[test]}
+        slot.units.extendleft(reversed(list(regrouped.values())))
         return []
 
     def stop(self) -> None:
