@@ -437,13 +437,16 @@ class ParallelRun:
         scheduler = self.scheduler
         if scheduler is None:
             return  # it asks again when it is told the run goes on (or stops)
-        if message.want_more and self.stop_reason is None:
-            self._apply(scheduler.work_requested(worker_id, time.monotonic()))
         now = time.monotonic()
         index_of = self.canonical.index if self.canonical is not None else {}
+        # Finished tests first: the scheduler must know what a worker still holds before
+        # it decides what the worker's request for more work gets.
+        for record in message.tests:
+            self._apply(scheduler.test_finished(worker_id, index_of[record.nodeid], now))
+        if message.want_more and self.stop_reason is None:
+            self._apply(scheduler.work_requested(worker_id, now))
         for record in message.tests:
             index = index_of[record.nodeid]
-            scheduler.test_finished(worker_id, index, now)
             if index in self.reported:
                 continue
             reports = tuple(deserialize(self.config, data) for data in record.reports)

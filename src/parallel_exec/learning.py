@@ -91,7 +91,7 @@ def grade(
     retries: int,
     execution_failed: bool,
 ) -> float:
-    """The reward table, top to bottom; the first row that holds wins.
+    """The reward table (docs/learning.md), graded from the worst case up.
 
     | 1.0 | all tests pass, efficiency > 95 %, no stragglers |
     | 0.9 | all tests complete, efficiency > 85 %            |
@@ -100,8 +100,11 @@ def grade(
     | 0.3 | some worker failures, results incomplete         |
     | 0.0 | execution failed or timed out                    |
 
-    A complete run without retries below 70 % efficiency is graded 0.5 too: it is
-    below 0.7's bar and above an incomplete run.
+    Failures are checked first (0.0, then 0.3), then retries: a run that needed a
+    retry is graded 0.5 whatever its efficiency, because the table gives retried runs a
+    row of their own and the rows above it describe runs that completed without help.
+    Then the efficiency rows, top to bottom.  A complete run without retries at or
+    below 70 % efficiency is graded 0.5 too: under 0.7's bar, above an incomplete run.
     """
     if execution_failed:
         return 0.0

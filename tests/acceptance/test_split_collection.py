@@ -7,9 +7,10 @@ outcome, ``-k`` / ``--deselect`` select the same tests, a collection error is re
 once, and a warning raised while importing is counted once, not once per worker.
 
 Every test module here appends ``<module> <worker>`` to ``imports.log`` when it is
-imported (module-level code), so a run shows who imported what.  Stealing may move a
-file, so the split assertions are the robust ones: every module imported at least once,
-and fewer imports than "every worker imports everything".
+imported (module-level code), and ``START <worker>`` when a module's first test runs;
+what a process logged before its first ``START`` is its own collection.  Stealing may
+move a file later (timing-dependent), so the split assertions look at what each worker
+imported before its first test: its share, not every file.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ with open(pathlib.Path(__file__).with_name("imports.log"), "a", encoding="utf-8"
     _log.write(f"{__name__} {os.environ.get('PARALLEL_EXEC_WORKER', 'serial')}\\n")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _log_start():
+    with open(pathlib.Path(__file__).with_name("imports.log"), "a", encoding="utf-8") as log:
+        log.write(f"START {os.environ.get('PARALLEL_EXEC_WORKER', 'serial')}\\n")
+
+
 @pytest.mark.parametrize("n", range(4))
 def test_fast(n):
     assert n >= 0
@@ -62,15 +69,33 @@ def write_suite(pytester: pytest.Pytester, extra: dict[str, str] | None = None) 
     pytester.makepyfile(**dict.fromkeys(MODULES, LOGGING_MODULE), **(extra or {}))
 
 
-def take_imports(pytester: pytest.Pytester) -> list[tuple[str, str]]:
-    """The ``(module, worker)`` import records since the last call (the log is reset)."""
+def take_log(pytester: pytest.Pytester) -> list[tuple[str, str]]:
+    """The log's ``(module or START, worker)`` records since the last call (then reset)."""
     log = Path(pytester.path, LOG_NAME)
     if not log.exists():
         return []
     records = [tuple(line.split()) for line in log.read_text(encoding="utf-8").splitlines()]
     log.unlink()
     assert all(len(r) == 2 for r in records), records
-    return [(module, worker) for module, worker in records]
+    return [(first, worker) for first, worker in records]
+
+
+def take_imports(pytester: pytest.Pytester) -> list[tuple[str, str]]:
+    """The ``(module, worker)`` import records since the last call (the log is reset)."""
+    return [record for record in take_log(pytester) if record[0] != "START"]
+
+
+def collected_before_running(records: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """Per worker, the modules it imported before it ran its first test."""
+    before: dict[str, set[str]] = {}
+    started: set[str] = set()
+    for first, worker in records:
+        if first == "START":
+            started.add(worker)
+            before.setdefault(worker, set())
+        elif worker not in started:
+            before.setdefault(worker, set()).add(first)
+    return before
 
 
 def assert_same_outcomes(serial: Observation, parallel: Observation) -> None:
@@ -95,12 +120,14 @@ def test_split_collection_does_not_import_every_file_in_every_worker(
 
     parallel = runner.observe(workers=WORKERS)
     assert_same_outcomes(serial, parallel)
-    imports = take_imports(runner.pytester)
+    log = take_log(runner.pytester)
+    imports = [record for record in log if record[0] != "START"]
 
     modules = Counter(module for module, _ in imports)
     assert set(modules) == set(MODULES), f"a module was never imported: {imports}"
-    # Not every worker imported every file (that is --collection=full).
-    assert len(imports) < WORKERS * FILE_COUNT, imports
+    # No worker imported every file before it began (that is --collection=full).
+    before = collected_before_running(log)
+    assert all(len(m) < FILE_COUNT for m in before.values()), log
     # Only workers import test modules, never the controller, and each module at most
     # once per worker.
     assert all(worker.startswith("gw") for _, worker in imports), imports
@@ -109,16 +136,23 @@ def test_split_collection_does_not_import_every_file_in_every_worker(
 
 def test_split_collection_is_the_default(runner: PluginRunner) -> None:
     write_suite(runner.pytester)
-    default = runner.run("-q", workers=WORKERS)
-    default_imports = take_imports(runner.pytester)
-    split = runner.run("-q", "--collection=split", workers=WORKERS)
-    split_imports = take_imports(runner.pytester)
+    # Without history both runs use the load strategy, which starts each worker on its
+    # own share (a timed plan may move a file before the first test, for balance).
+    default = runner.run("-q", "--no-history", workers=WORKERS)
+    default_log = take_log(runner.pytester)
+    split = runner.run("-q", "--no-history", "--collection=split", workers=WORKERS)
+    split_log = take_log(runner.pytester)
 
     for result in (default, split):
         result.assert_outcomes(passed=FILE_COUNT * TESTS_PER_MODULE)
-    for imports in (default_imports, split_imports):
-        assert {m for m, _ in imports} == set(MODULES)
-        assert len(imports) < WORKERS * FILE_COUNT, imports
+    for log in (default_log, split_log):
+        assert {m for m, _ in log if m != "START"} == set(MODULES)
+        # Each worker started with its share: half the files (stealing may add more
+        # later, which depends on timing and is not asserted).
+        before = collected_before_running(log)
+        assert sorted(before) == ["gw0", "gw1"], log
+        assert all(len(modules) == FILE_COUNT // WORKERS for modules in before.values()), log
+        assert set.union(*before.values()) == set(MODULES), log
 
 
 def test_full_collection_imports_every_file_in_every_worker(runner: PluginRunner) -> None:
@@ -128,7 +162,9 @@ def test_full_collection_imports_every_file_in_every_worker(runner: PluginRunner
 
     parallel = runner.observe("--collection=full", workers=WORKERS)
     assert_same_outcomes(serial, parallel)
-    imports = take_imports(runner.pytester)
+    log = take_log(runner.pytester)
+    imports = [record for record in log if record[0] != "START"]
+    assert all(m == set(MODULES) for m in collected_before_running(log).values()), log
 
     assert len(imports) == WORKERS * FILE_COUNT, imports
     by_worker: dict[str, set[str]] = {}

@@ -104,8 +104,8 @@ def test_complete_without_retries_at_or_below_70_percent_is_0_5(change: dict[str
 def test_row_0_5_complete_with_retries(efficiency: float, retries: int) -> None:
     """Retries cap a complete run at 0.5, whatever its efficiency.
 
-    This pins the code's precedence.  The docstring's "first row that holds wins" read
-    literally would give a retried run at 99 % efficiency 1.0 (see the report).
+    Retries are checked before the efficiency rows (see ``grade``'s docstring and
+    docs/learning.md): the rows above 0.5 describe runs that completed without help.
     """
     assert graded(retries=retries, efficiency=efficiency) == 0.5
 

@@ -516,9 +516,9 @@ def test_a_straggler_is_not_fed_and_its_plan_goes_to_the_others() -> None:
     assert sorted(taken) == [2, 4, 5, 6, 7]
     assert scheduler.pending("gw0") == (0,)
 
-    # Once it finished its test it is fed again (here: nothing left, so drained).
-    scheduler.test_finished("gw0", 0, now=now)
-    assert scheduler.work_requested("gw0", now=now) == [Drain("gw0")]
+    # It asked while straggling: the answer comes when its test finishes (here: nothing
+    # left, so it is drained).  A worker that asked is never left waiting.
+    assert scheduler.test_finished("gw0", 0, now=now) == [Drain("gw0")]
 
 
 def test_a_straggler_is_fed_again_after_its_test_finishes() -> None:
@@ -529,7 +529,17 @@ def test_a_straggler_is_fed_again_after_its_test_finishes() -> None:
     scheduler.tick(1.6)  # gw0: 1.6 s on a 1 s test with no spread, bar 1.5 s
     assert scheduler.straggler_tests == [0]
     assert scheduler.work_requested("gw0", now=1.7) == []
-    scheduler.test_finished("gw0", 0, now=2.0)
+    assert assigned(scheduler.test_finished("gw0", 0, now=2.0))
+
+
+def test_a_straggler_that_did_not_ask_is_fed_when_it_asks() -> None:
+    scheduler = plan([1.0] * 6, 2, stdevs=[0.0] * 6)
+    scheduler.worker_joined("gw0", now=0.0)
+    scheduler.worker_joined("gw1", now=0.0)
+    scheduler.test_finished("gw1", 1, now=1.0)
+    scheduler.tick(1.6)
+    assert scheduler.straggler_tests == [0]
+    assert scheduler.test_finished("gw0", 0, now=2.0) == []
     assert assigned(scheduler.work_requested("gw0", now=2.0))
 
 

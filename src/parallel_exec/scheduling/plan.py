@@ -133,6 +133,7 @@ class PlanScheduler:
         self._finished: set[int] = set()
         self._stopped = False
         self._stragglers: set[str] = set()
+        self._waiting: set[str] = set()  # stragglers that asked for work
         self._running_since: dict[str, float] = {}
         self.straggler_tests: list[int] = []
 
@@ -150,6 +151,7 @@ class PlanScheduler:
         if worker not in self._pending or worker in self._drained:
             return []
         if worker in self._stragglers:
+            self._waiting.add(worker)  # fed when its slow test finishes
             return []
         return self._feed(worker, now)
 
@@ -160,7 +162,10 @@ class PlanScheduler:
         self._finished.add(test)
         self._running_since[worker] = now
         if worker in self._stragglers:
-            self._stragglers.discard(worker)  # it finished: feed it again when it asks
+            self._stragglers.discard(worker)  # tests finish in order: the slow one is over
+            if worker in self._waiting:
+                self._waiting.discard(worker)
+                return self._feed(worker, now)
         return []
 
     def tick(self, now: float) -> list[Decision]:
@@ -188,6 +193,7 @@ class PlanScheduler:
         pending = self._pending.pop(worker, [])
         self._drained.discard(worker)
         self._stragglers.discard(worker)
+        self._waiting.discard(worker)
         if crashed is not None:
             self._finished.add(crashed)
         slot = self._slot_of(worker)
