@@ -46,6 +46,7 @@ from .replay import HookReplay, rebuild_warning, terminal_line
 from .reports import deserialize
 from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
 from .settings import Settings
+from .writers import make_writers
 
 #: How long the controller waits for an event before it looks at its workers again.
 POLL_SECONDS = 0.1
@@ -146,6 +147,9 @@ class ParallelRun:
         self.fatal: BaseException | None = None
         self.stop_reason: str | None = None
         self.not_run = 0
+        self.retries = settings.retries
+        #: Earlier failed attempts of tests being retried, by canonical index.
+        self.attempts: dict[int, list[events.Attempt]] = {}
         self.basetemp = self._basetemp()
 
     # ------------------------------------------------------------------ set-up
@@ -171,6 +175,7 @@ class ParallelRun:
             progress_path=progress_path,
             capture_off=self.config.getoption("capture", None) == "no",
             share=self.share_of.get(worker_id),
+            stop_on_failure=self.retries == 0,
         )
 
     def _spawn(self, shares: list[tuple[int, int] | None]) -> None:
@@ -439,17 +444,21 @@ class ParallelRun:
             return  # it asks again when it is told the run goes on (or stops)
         now = time.monotonic()
         index_of = self.canonical.index if self.canonical is not None else {}
-        # Finished tests first: the scheduler must know what a worker still holds before
-        # it decides what the worker's request for more work gets.
-        for record in message.tests:
-            self._apply(scheduler.test_finished(worker_id, index_of[record.nodeid], now))
-        if message.want_more and self.stop_reason is None:
-            self._apply(scheduler.work_requested(worker_id, now))
+        # Finished tests (and retries) first: the scheduler must know what a worker still
+        # holds before it decides what the worker's request for more work gets.
+        finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]] = []
         for record in message.tests:
             index = index_of[record.nodeid]
+            self._apply(scheduler.test_finished(worker_id, index, now))
             if index in self.reported:
                 continue
             reports = tuple(deserialize(self.config, data) for data in record.reports)
+            if self._retried(worker_id, index, reports):
+                continue
+            finished.append((index, record, reports))
+        if message.want_more and self.stop_reason is None:
+            self._apply(scheduler.work_requested(worker_id, now))
+        for index, record, reports in finished:
             self._publish_test(
                 worker_id,
                 index,
@@ -457,6 +466,21 @@ class ParallelRun:
                 tuple(rebuild_warning(w) for w in record.warnings),
                 record.location,
             )
+
+    def _retried(self, worker_id: str, index: int, reports: tuple[Any, ...]) -> bool:
+        """A failed attempt with retries left runs again instead of being reported."""
+        attempts = self.attempts.setdefault(index, [])
+        if (
+            len(attempts) >= self.retries
+            or self.stop_reason is not None
+            or self.scheduler is None
+            or events.outcome_of(reports) not in events.FAILING_OUTCOMES
+        ):
+            return False
+        attempts.append(events.Attempt(worker_id, reports))
+        self._apply(self.scheduler.retry(index, worker_id))
+        self._ensure_capacity()  # nobody left to take it: start a worker
+        return True
 
     def _publish_test(
         self,
@@ -477,6 +501,7 @@ class ParallelRun:
                 reports=reports,
                 warnings=warnings,
                 origin=origin,
+                attempts=tuple(self.attempts.pop(index, ())),
             )
         )
         session = self.session
@@ -644,7 +669,9 @@ class ControllerPlugin:
             self.strategy = "time" if self.timings else "load"
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
-        self.stream = events.EventStream([HookReplay(config), self.junit_order, self.recorder])
+        self.stream = events.EventStream(
+            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)]
+        )
         self.run: ParallelRun | None = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -667,9 +694,22 @@ class ControllerPlugin:
         return True
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Write ``--junitxml`` test cases in collection order, as a serial run does."""
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Order ``--junitxml`` as a serial run does; settle the exit code; write reports."""
         self.junit_order.reorder()
+        if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
+        run = self.run
+        aborted = bool(session.shouldfail or session.shouldstop) or exitstatus in (
+            pytest.ExitCode.INTERRUPTED,
+            pytest.ExitCode.INTERNAL_ERROR,
+            pytest.ExitCode.USAGE_ERROR,
+        )
+        if run is not None and run.not_run:
+            aborted = True
+        self.stream.publish(
+            events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
+        )
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -683,6 +723,16 @@ class ControllerPlugin:
             )
         for line in self.recorder.summary_lines():
             terminalreporter.write_line(line)
+        flaky = self.recorder.flaky
+        if flaky:
+            failing = " (--fail-on-flaky: the run fails)" if self.settings.fail_on_flaky else ""
+            terminalreporter.write_line(
+                f"parallel_exec: {len(flaky)} flaky test{'s' if len(flaky) != 1 else ''}"
+                f" (failed, then passed on a retry){failing}:",
+                yellow=True,
+            )
+            for nodeid in flaky:
+                terminalreporter.write_line(f"parallel_exec:   flaky {nodeid}", yellow=True)
 
     @pytest.hookimpl
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import pytest
 
+from .learning import LearningOutcome
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -49,9 +51,56 @@ class WarningRecorded:
     location: tuple[str, int, str] | None
 
 
+def outcome_of(reports: Sequence[pytest.TestReport]) -> str:
+    """One word for a test's reports, as pytest's summary would count them.
+
+    ``error`` for a failure outside the call phase, ``xfailed``/``xpassed`` for
+    expected failures, else the call's outcome (``passed``/``failed``/``skipped``).
+    """
+    result = "passed"
+    for report in reports:
+        wasxfail = hasattr(report, "wasxfail")
+        if report.when == "call":
+            if report.skipped and wasxfail:
+                result = "xfailed"
+            elif report.passed and wasxfail:
+                result = "xpassed"
+            else:
+                result = report.outcome
+        elif report.failed:
+            return "error" if result == "passed" else result
+        elif report.skipped:
+            result = "xfailed" if wasxfail else "skipped"
+    return result
+
+
+#: Outcomes that count against a run (and that ``--retries`` retries).
+FAILING_OUTCOMES = frozenset({"failed", "error"})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An earlier run of a test that failed and was retried (``--retries``)."""
+
+    worker_id: str
+    reports: tuple[pytest.TestReport, ...]
+
+    @property
+    def outcome(self) -> str:
+        return outcome_of(self.reports)
+
+    @property
+    def duration(self) -> float:
+        return sum(getattr(r, "duration", 0.0) or 0.0 for r in self.reports)
+
+
 @dataclass(frozen=True)
 class TestFinished:
-    """A test's complete result: every report pytest produced for it, in order."""
+    """A test's complete result: every report pytest produced for it, in order.
+
+    With ``--retries`` this is the final attempt; ``attempts`` holds the earlier ones
+    (each failed), oldest first.
+    """
 
     __test__ = False  # not a test class, despite the name
 
@@ -63,33 +112,42 @@ class TestFinished:
     #: "worker": reports a worker produced; "crash" / "not-run": made by the controller
     #: for a test whose worker died under it, or that could not be run at all.
     origin: str = "worker"
+    attempts: tuple[Attempt, ...] = ()
 
     @property
     def outcome(self) -> str:
-        """One word for the test, as pytest's summary would count it.
-
-        ``error`` for a failure outside the call phase, ``xfailed``/``xpassed`` for
-        expected failures, else the call's outcome (``passed``/``failed``/``skipped``).
-        """
-        result = "passed"
-        for report in self.reports:
-            wasxfail = hasattr(report, "wasxfail")
-            if report.when == "call":
-                if report.skipped and wasxfail:
-                    result = "xfailed"
-                elif report.passed and wasxfail:
-                    result = "xpassed"
-                else:
-                    result = report.outcome
-            elif report.failed:
-                return "error" if result == "passed" else result
-            elif report.skipped:
-                result = "xfailed" if wasxfail else "skipped"
-        return result
+        """The final attempt's outcome (see ``outcome_of``)."""
+        return outcome_of(self.reports)
 
     @property
     def duration(self) -> float:
+        """Setup + call + teardown of the final attempt, in seconds."""
         return sum(getattr(r, "duration", 0.0) or 0.0 for r in self.reports)
+
+    @property
+    def attempt_count(self) -> int:
+        return len(self.attempts) + 1
+
+    @property
+    def flaky(self) -> bool:
+        """It failed, was retried, and its final attempt did not fail."""
+        return bool(self.attempts) and self.outcome not in FAILING_OUTCOMES
+
+    @property
+    def phase_durations(self) -> dict[str, float]:
+        """``{"setup": s, "call": s, "teardown": s}`` for the phases that ran."""
+        return {r.when: float(getattr(r, "duration", 0.0) or 0.0) for r in self.reports if r.when}
+
+    @property
+    def failing_report(self) -> pytest.TestReport | None:
+        """The report that decided a failure, error or skip (None for a clean pass)."""
+        for report in self.reports:
+            if report.failed:
+                return report
+        for report in self.reports:
+            if report.skipped:
+                return report
+        return None
 
 
 @dataclass(frozen=True)
@@ -109,7 +167,24 @@ class WorkerCrashed:
 
 @dataclass(frozen=True)
 class RunFinished:
+    """The last test is in (or will never come): the run loop is over."""
+
     tests_not_run: int
+    finished_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """pytest's session is over: the exit code is known.  Report writers write now.
+
+    ``outcome`` is the learning-outcome record when one was computed; ``aborted`` is
+    true when the run was cut short (interrupt, ``-x``, ``--maxfail``, a fatal error)
+    and some tests were not run.
+    """
+
+    exit_code: int
+    aborted: bool
+    outcome: LearningOutcome | None = None
     finished_at: float = field(default_factory=time.time)
 
 
@@ -122,6 +197,7 @@ RunEvent = (
     | WorkerOutput
     | WorkerCrashed
     | RunFinished
+    | SessionEnded
 )
 
 

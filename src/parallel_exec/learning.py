@@ -80,6 +80,8 @@ class RanTest:
     worker: str
     duration: float
     outcome: str
+    #: Earlier failed attempts (``--retries``): (worker, seconds) each; busy time too.
+    attempts: tuple[tuple[str, float], ...] = ()
 
 
 def grade(
@@ -167,6 +169,8 @@ def summarize(
     busy: dict[str, float] = {}
     for test in tests:
         busy[test.worker] = busy.get(test.worker, 0.0) + test.duration
+        for worker, seconds in test.attempts:
+            busy[worker] = busy.get(worker, 0.0) + seconds
     total = sum(busy.values())
     workers = max(1, workers)
     wall = max(wall_time, 1e-9)

@@ -8,15 +8,22 @@ never both define ``-n``.
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 from typing import Any
 
 import pytest
 
 from . import settings as settings_module
 from .controller import ControllerPlugin
+from .recording import ParallelExecWarning
+from .serial import SerialEvents
 from .settings import Settings
+from .writers import make_writers
 
 XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
+#: pytest-rerunfailures, by its entry-point name and by its module name (``-p``).
+RERUNFAILURES_PLUGINS = ("rerunfailures", "pytest_rerunfailures")
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SERIAL_REASON_KEY = pytest.StashKey[str]()
 
@@ -34,7 +41,26 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             )
         pluginmanager.set_blocked(name)
     _refuse_explicit_xdist(pluginmanager)
-    settings_module.register(parser)
+    shared = frozenset({"--fail-on-flaky"}) if rerunfailures_loads(pluginmanager) else frozenset()
+    settings_module.register(parser, shared)
+
+
+def rerunfailures_loads(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether pytest-rerunfailures is (or is about to be) active in this run.
+
+    It defines ``--fail-on-flaky`` too, with the same destination; registering it twice
+    is an argparse error, so when it loads the flag is left to it and read from there
+    (with ``--retries`` it must be disabled anyway, and then the flag is ours).
+    """
+    if any(pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS):
+        return True
+    if any(pluginmanager.is_blocked(name) for name in RERUNFAILURES_PLUGINS):
+        return False
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(
+        ep.name in RERUNFAILURES_PLUGINS for ep in importlib.metadata.entry_points(group="pytest11")
+    )
 
 
 def _refuse_explicit_xdist(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -77,13 +103,33 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     settings = settings_module.load(config)
     config.stash[SETTINGS_KEY] = settings
-    if not settings.wants_parallel or config.getoption("collectonly", False):
+    if settings.retries and any(
+        config.pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS
+    ):
+        raise pytest.UsageError(
+            "parallel_exec: --retries and pytest-rerunfailures would both re-run failed "
+            "tests; use one of them (add '-p no:rerunfailures' to use --retries)"
+        )
+    if config.getoption("collectonly", False):
         return
-    reason = serial_reason(config, settings)
+    reason = serial_reason(config, settings) if settings.wants_parallel else None
     if reason is not None:
         config.stash[SERIAL_REASON_KEY] = reason
+    if settings.wants_parallel and reason is None:
+        controller = ControllerPlugin(config, settings)
+        config.pluginmanager.register(controller, "parallel_exec_controller")
         return
-    config.pluginmanager.register(ControllerPlugin(config, settings), "parallel_exec_controller")
+    if settings.retries:
+        config.issue_config_time_warning(
+            ParallelExecWarning(
+                "parallel_exec: --retries applies to runs on workers (-n 1 or more); "
+                "this run is in-process, failed tests are not retried"
+            ),
+            stacklevel=2,
+        )
+    writers = make_writers(config, settings)
+    if writers:
+        config.pluginmanager.register(SerialEvents(writers), "parallel_exec_serial_events")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

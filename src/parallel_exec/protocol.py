@@ -43,6 +43,9 @@ class WorkerSetup:
     capture_off: bool
     #: Which files to collect up front: ``(k, n)`` = every n-th from the k-th, ``None`` = none.
     share: tuple[int, int] | None
+    #: Stop on ``-x`` / ``--maxfail`` by itself (False with ``--retries``: a failure may be
+    #: retried, so only the controller knows whether it is final).
+    stop_on_failure: bool = True
 
 
 @dataclass(frozen=True)

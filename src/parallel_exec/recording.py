@@ -98,6 +98,7 @@ class OutcomeRecorder:
         self.report_path = report_path
         self.tests: list[RanTest] = []
         self.flaky: list[str] = []
+        self.retries = 0
         self.worker_failures = 0
         self.started = time.monotonic()
         self.last_result = self.started
@@ -115,9 +116,19 @@ class OutcomeRecorder:
             self.started = self.last_result = time.monotonic()
         elif isinstance(event, events.TestFinished):
             self.last_result = time.monotonic()
+            if event.attempts:
+                self.retries += len(event.attempts)
+            if event.flaky:
+                self.flaky.append(event.nodeid)
             if event.origin == "worker":
                 self.tests.append(
-                    RanTest(event.nodeid, event.worker_id, event.duration, event.outcome)
+                    RanTest(
+                        event.nodeid,
+                        event.worker_id,
+                        event.duration,
+                        event.outcome,
+                        tuple((a.worker_id, a.duration) for a in event.attempts),
+                    )
                 )
         elif isinstance(event, events.WorkerCrashed):
             self.worker_failures += 1
@@ -140,13 +151,18 @@ class OutcomeRecorder:
             execution_failed=self.execution_failed,
             predictions=self.predictions,
             predicted_makespan=self.predicted_makespan,
+            retries=self.retries,
             flaky_tests=self.flaky,
         )
         record = self.outcome.model_dump(mode="json")
+        flaky = set(self.flaky)
         if self.store is not None:
             try:
                 self.store.record(
-                    (TestResult(t.nodeid, t.duration, t.outcome) for t in self.tests),
+                    (
+                        TestResult(t.nodeid, t.duration, t.outcome, t.nodeid in flaky)
+                        for t in self.tests
+                    ),
                     run=record,
                     run_id=run.run_id,
                 )

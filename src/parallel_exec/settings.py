@@ -194,6 +194,62 @@ OPTIONS: tuple[OptionSpec, ...] = (
         help="write the run's learning-outcome record (JSON) to PATH.",
     ),
     OptionSpec(
+        flags=("--report-junit",),
+        dest="pe_report_junit",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="write an enriched JUnit XML report (worker, attempts, run properties) to "
+        "PATH; pytest's own --junitxml keeps working beside it (see docs/reports-junit.md).",
+    ),
+    OptionSpec(
+        flags=("--report-junit-extended",),
+        dest="pe_report_junit_extended",
+        parse=parse_bool,
+        default="false",
+        metavar="",
+        help="add to --report-junit what many consumers read but the common JUnit schema "
+        "forbids: file and 1-based line per test case, earlier failed attempts as "
+        "flakyFailure/rerunFailure elements.",
+        flag=True,
+    ),
+    OptionSpec(
+        flags=("--report-json",),
+        dest="pe_report_json",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="write a JSON report (schema: 'parallel-exec schema report') to PATH.",
+    ),
+    OptionSpec(
+        flags=("--report-tap",),
+        dest="pe_report_tap",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="write a TAP version 13 report to PATH; '-' streams it to standard output "
+        "as tests finish.",
+    ),
+    OptionSpec(
+        flags=("--retries",),
+        dest="pe_retries",
+        parse=parse_non_negative_int,
+        default="0",
+        metavar="N",
+        help="re-run a failed test up to N times, on another worker when one is free; a "
+        "test that fails and then passes is reported as flaky (and passes).",
+    ),
+    OptionSpec(
+        flags=("--fail-on-flaky",),
+        # pytest-rerunfailures has a flag of this name and destination (see plugin.py).
+        dest="fail_on_flaky",
+        parse=parse_bool,
+        default="false",
+        metavar="",
+        help="make the run fail (exit code 1) when a test was flaky.",
+        flag=True,
+    ),
+    OptionSpec(
         flags=("--max-worker-restart",),
         dest="maxworkerrestart",
         parse=parse_non_negative_int,
@@ -216,9 +272,14 @@ def _argparse_type(spec: OptionSpec) -> Callable[[str], Any]:
     return convert
 
 
-def register(parser: pytest.Parser) -> None:
+def register(parser: pytest.Parser, shared: frozenset[str] = frozenset()) -> None:
+    """Add every option and ini key; ``shared`` flags are defined by another plugin of
+    this run with the same name and destination, so only their ini keys are added."""
     group = parser.getgroup("parallel_exec", "parallel execution (parallel_exec)")
     for spec in OPTIONS:
+        if spec.long_flag in shared:
+            parser.addini(spec.ini_name, help=spec.help, default=None)
+            continue
         # pytest reserves lowercase short options for itself; "-n" is the one every
         # parallel plugin shares, so it is registered the way pytest-xdist does it.
         add = group._addoption if any(len(f) == 2 for f in spec.flags) else group.addoption
@@ -248,6 +309,12 @@ class Settings:
     history: str | None = None
     no_history: bool = False
     report_outcome: str | None = None
+    report_junit: str | None = None
+    report_junit_extended: bool = False
+    report_json: str | None = None
+    report_tap: str | None = None
+    retries: int = 0
+    fail_on_flaky: bool = False
 
     @property
     def wants_parallel(self) -> bool:
@@ -284,4 +351,10 @@ def load(config: pytest.Config) -> Settings:
         history=values["pe_history"],
         no_history=bool(values["pe_no_history"]),
         report_outcome=values["pe_report_outcome"],
+        report_junit=values["pe_report_junit"],
+        report_junit_extended=bool(values["pe_report_junit_extended"]),
+        report_json=values["pe_report_json"],
+        report_tap=values["pe_report_tap"],
+        retries=values["pe_retries"] or 0,
+        fail_on_flaky=bool(values["fail_on_flaky"]),
     )

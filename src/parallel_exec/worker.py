@@ -310,7 +310,7 @@ class WorkerSession:
                 item = self._queue.popleft()
                 nextitem = self._queue[0] if self._queue else None
                 self._run_one(item, nextitem)
-                if session.shouldfail or session.shouldstop:
+                if (session.shouldfail or session.shouldstop) and self.setup.stop_on_failure:
                     break  # -x, --maxfail, stepwise: the same stop as a serial loop
                 if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
                     self._asked = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,15 @@ class Scheduler(Protocol):
         """Time passed (the controller's clock); a scheduler may react to slow tests."""
         ...
 
+    def retry(self, test: int, failed_on: str) -> list[Decision]:
+        """``test`` failed on ``failed_on`` and runs again (``--retries``).
+
+        It goes to another worker that still takes work when there is one, else back to
+        ``failed_on``; when no live worker takes work it waits among the unassigned
+        tests (the controller then starts a worker for it).
+        """
+        ...
+
     def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
         """``worker`` is gone; ``crashed`` was running (and is reported by the caller)."""
         ...
@@ -61,3 +71,15 @@ class Scheduler(Protocol):
     def done(self) -> bool:
         """Every test is finished, or lost with nobody left to run it."""
         ...
+
+
+def retry_target(
+    pending: Mapping[str, Sequence[int]], busy: Collection[str], failed_on: str
+) -> str | None:
+    """Who runs a retried test: the live worker, other than ``failed_on``, with the least
+    queued work, else ``failed_on``; never one in ``busy`` (drained or straggling)."""
+    takers = [w for w in pending if w not in busy]
+    others = [w for w in takers if w != failed_on]
+    if others:
+        return min(others, key=lambda w: (len(pending[w]), w))
+    return failed_on if failed_on in takers else None

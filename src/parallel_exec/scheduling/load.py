@@ -20,7 +20,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 
-from .base import Assign, Decision, Drain
+from .base import Assign, Decision, Drain, retry_target
 
 
 class LoadScheduler:
@@ -65,6 +65,16 @@ class LoadScheduler:
             pending.remove(test)
         self._finished.add(test)
         return []
+
+    def retry(self, test: int, failed_on: str) -> list[Decision]:
+        self._finished.discard(test)
+        target = None if self._stopped else retry_target(self._pending, self._drained, failed_on)
+        if target is None:
+            self._queues[self._file_of[test]].appendleft(test)
+            self._unassigned += 1
+            return []
+        self._pending[target].append(test)
+        return [Assign(target, (test,))]
 
     def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
         pending = self._pending.pop(worker, [])

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .base import Assign, Decision, Drain
+from .base import Assign, Decision, Drain, retry_target
 
 
 @dataclass
@@ -189,6 +189,17 @@ class PlanScheduler:
                     slot.worker = None  # its queue is now anyone's to take
         return []
 
+    def retry(self, test: int, failed_on: str) -> list[Decision]:
+        self._finished.discard(test)
+        busy = self._drained | self._stragglers
+        target = None if self._stopped else retry_target(self._pending, busy, failed_on)
+        if target is None:
+            orphan = Slot(deque([self._unit_of_one(test)]))
+            self._slots.append(orphan)
+            return []
+        self._pending[target].append(test)
+        return [Assign(target, (test,))]
+
     def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
         pending = self._pending.pop(worker, [])
         self._drained.discard(worker)
@@ -208,9 +219,7 @@ class PlanScheduler:
             key: object = self._key_of[test] if self._key_of[test] is not None else ("", test)
             unit = regrouped.get(key)
             if unit is None:
-                regrouped[key] = Unit(
-                    [test], self._estimates[test], frozenset({self._file_of[test]})
-                )
+                regrouped[key] = self._unit_of_one(test)
             else:
                 unit.tests.append(test)
                 unit.predicted += self._estimates[test]
@@ -237,6 +246,9 @@ class PlanScheduler:
         return self._stopped or not any(s.units for s in self._slots)
 
     # ------------------------------------------------------------------ helpers
+
+    def _unit_of_one(self, test: int) -> Unit:
+        return Unit([test], self._estimates[test], frozenset({self._file_of[test]}))
 
     def _slot_of(self, worker: str) -> Slot | None:
         return next((s for s in self._slots if s.worker == worker), None)
