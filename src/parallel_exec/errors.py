@@ -26,3 +26,8 @@ class WorkerStartError(ParallelExecError):
 
 class HistoryError(ParallelExecError):
     """The timing history store is unusable; callers degrade to an empty history."""
+
+
+class HistoryUnavailable(HistoryError):
+    """The store is valid but not usable now (locked by another run, or written by a
+    newer parallel_exec): it is skipped for this run and left exactly as it is."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryError
+from .errors import HistoryError, HistoryUnavailable
 
 SCHEMA_VERSION = 1
 #: Weight of the newest duration in the recency-weighted mean and variance.
@@ -108,6 +108,8 @@ class HistoryStore:
             raise HistoryError(f"{path} is not a file")
         try:
             return cls._open_checked(path)
+        except HistoryUnavailable:
+            raise
         except HistoryError as exc:
             if "locked" in str(exc):
                 raise
@@ -181,7 +183,7 @@ class HistoryStore:
         except ValueError:
             raise HistoryError(f"bad schema version {row[0]!r}") from None
         if version > SCHEMA_VERSION:
-            raise HistoryError(
+            raise HistoryUnavailable(
                 f"written by a newer parallel_exec (schema {version}, this one reads "
                 f"{SCHEMA_VERSION})"
             )
