@@ -5,6 +5,7 @@
 ``parallel-exec history import`` from such an export or pytest-split's ``.test_durations``
 ``parallel-exec history merge``  several stores or exports into one (CI shards)
 ``parallel-exec schema outcome`` the JSON schema of the learning-outcome record
+``parallel-exec schema report``  the JSON schema of the ``--report-json`` file
 
 Every failure is a one-line message and exit code 2, never a traceback.
 """
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("sources", type=Path, nargs="+")
 
     schema = commands.add_parser("schema", help="print a JSON schema")
-    schema.add_argument("which", choices=("outcome",))
+    schema.add_argument("which", choices=("outcome", "report"))
     return parser
 
 
@@ -214,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _history(args)
             except HistoryError as exc:
                 raise CliError(str(exc)) from None
+        if args.command == "schema" and args.which == "report":
+            from .writers.json_report import schema_text
+
+            sys.stdout.write(schema_text())
+            return 0
         if args.command == "schema":
             from .learning import LearningOutcome
 

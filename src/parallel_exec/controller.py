@@ -148,6 +148,10 @@ class ParallelRun:
         self.stop_reason: str | None = None
         self.not_run = 0
         self.retries = settings.retries
+        #: Replacement worker -> the crashed worker it replaces.
+        self.replaces: dict[str, str] = {}
+        #: Workers started for retried tests after every other worker was drained.
+        self.extra_workers = 0
         #: Earlier failed attempts of tests being retried, by canonical index.
         self.attempts: dict[int, list[events.Attempt]] = {}
         self.basetemp = self._basetemp()
@@ -178,9 +182,11 @@ class ParallelRun:
             stop_on_failure=self.retries == 0,
         )
 
-    def _spawn(self, shares: list[tuple[int, int] | None]) -> None:
+    def _spawn(self, shares: list[tuple[int, int] | None], replaces: str | None = None) -> None:
         ids = [self.pool.next_worker_id() for _ in shares]
         self.share_of.update(zip(ids, shares, strict=False))
+        if replaces is not None:
+            self.replaces.update(dict.fromkeys(ids, replaces))
         self.pool.start(ids)
 
     def _first_wave_shares(self) -> list[tuple[int, int] | None]:
@@ -281,7 +287,11 @@ class ParallelRun:
         elif isinstance(message, protocol.Hello):
             handle.state = WorkerState.COLLECTING
             handle.pid = message.pid
-            self.stream.publish(events.WorkerStarted(handle.worker_id, message.pid))
+            self.stream.publish(
+                events.WorkerStarted(
+                    handle.worker_id, message.pid, self.replaces.get(handle.worker_id)
+                )
+            )
         elif isinstance(message, protocol.SessionFinished):
             handle.state = WorkerState.FINISHED
             self.pool.release(handle.worker_id)
@@ -562,7 +572,7 @@ class ParallelRun:
             # Its share of the files was never collected: someone must collect it.
             if self.restarts < self.max_restarts:
                 self.restarts += 1
-                self._spawn([share])
+                self._spawn([share], replaces=worker_id)
             else:
                 self._fail(
                     WorkerStartError(
@@ -572,7 +582,7 @@ class ParallelRun:
                     )
                 )
             return
-        self._ensure_capacity()
+        self._ensure_capacity(lost=worker_id)
 
     def _report_crashed_test(
         self, worker_id: str, index: int, exit_code: int | None, stderr: str, detail: str
@@ -592,8 +602,10 @@ class ParallelRun:
             origin="crash",
         )
 
-    def _ensure_capacity(self) -> None:
-        """After a loss: replace the worker, or report what can no longer run."""
+    def _ensure_capacity(self, lost: str | None = None) -> None:
+        """Work is waiting and no live worker takes work: start one, or report what can no
+        longer run.  After a crash (``lost``) that is a restart, within the budget; else
+        (a retry queued after the other workers were drained) it is not."""
         if self.fatal is not None or self.stop_reason is not None:
             return
         if self.scheduler is not None and not self.scheduler.unassigned:
@@ -601,9 +613,14 @@ class ParallelRun:
         takers = [h for h in self.pool.alive() if h.worker_id not in self.drained]
         if takers:
             return
+        share = None if self.split else (0, 1)
+        if lost is None and self.extra_workers < MAX_EXTRA_WORKERS:
+            self.extra_workers += 1
+            self._spawn([share])
+            return
         if self.restarts < self.max_restarts:
             self.restarts += 1
-            self._spawn([None if self.split else (0, 1)])
+            self._spawn([share], replaces=lost)
             return
         if self.scheduler is not None:
             reason = (
@@ -628,6 +645,10 @@ class ParallelRun:
 #: Options whose logic needs every test in one collection (which failed last time, which
 #: are new, where a stepwise run stopped): with them every worker collects everything.
 GLOBAL_COLLECTION_OPTIONS = ("lf", "failedfirst", "newfirst", "stepwise", "stepwise_skip")
+
+
+#: Cap on workers started for retries (not crashes); a bound against a start/finish loop.
+MAX_EXTRA_WORKERS = 16
 
 
 def needs_full_collection(config: pytest.Config) -> bool:

@@ -32,6 +32,8 @@ class RunStarted:
 class WorkerStarted:
     worker_id: str
     pid: int
+    #: The crashed worker this one replaces (None: started for the run's own needs).
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -103,6 +104,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     settings = settings_module.load(config)
     config.stash[SETTINGS_KEY] = settings
+    if settings.report_tap == "-":
+        _terminal_to_stderr(config)
     if settings.retries and any(
         config.pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS
     ):
@@ -130,6 +133,16 @@ def pytest_configure(config: pytest.Config) -> None:
     writers = make_writers(config, settings)
     if writers:
         config.pluginmanager.register(SerialEvents(writers), "parallel_exec_serial_events")
+
+
+def _terminal_to_stderr(config: pytest.Config) -> None:
+    """``--report-tap -`` owns standard output: pytest's terminal report moves to stderr,
+    whole (pytest-tap removes it instead; here the summary stays readable)."""
+    from _pytest.config import create_terminal_writer
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter._tw = create_terminal_writer(config, sys.stderr)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -36,7 +36,7 @@ class SerialEvents:
 
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
+        if not report.passed:  # errors, and modules skipped at collection
             self._collect_reports.append(report)
 
     @pytest.hookimpl
@@ -60,9 +60,7 @@ class SerialEvents:
         self._reports.setdefault(report.nodeid, []).append(report)
 
     @pytest.hookimpl
-    def pytest_runtest_logfinish(
-        self, nodeid: str, location: tuple[str, int | None, str]
-    ) -> None:
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self._tests += 1
         self.stream.publish(
             events.TestFinished(

@@ -117,6 +117,16 @@ def test_schema_outcome(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"speedup", "efficiency", "balance", "stragglers", "reward"} <= set(schema["required"])
 
 
+def test_schema_report(capsys: pytest.CaptureFixture[str]) -> None:
+    """Prints the ``--report-json`` schema, byte for byte the committed copy."""
+    from parallel_exec.writers.json_report import schema_text
+
+    code, out, err = run_cli(capsys, "schema", "report")
+    assert (code, err) == (0, "")
+    assert out == schema_text()
+    assert json.loads(out)["properties"]["schema_version"]["const"] == 1
+
+
 # ---------------------------------------------------------------------------- show
 
 

@@ -191,6 +191,12 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--history": "parallel_exec_history",
         "--no-history": "parallel_exec_no_history",
         "--report-outcome": "parallel_exec_report_outcome",
+        "--report-junit": "parallel_exec_report_junit",
+        "--report-junit-extended": "parallel_exec_report_junit_extended",
+        "--report-json": "parallel_exec_report_json",
+        "--report-tap": "parallel_exec_report_tap",
+        "--retries": "parallel_exec_retries",
+        "--fail-on-flaky": "parallel_exec_fail_on_flaky",
         "--max-worker-restart": "parallel_exec_max_worker_restart",
     }
 
