@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import junitparser
 import pytest
 import xmlschema
 from _pytest.junitxml import mangle_test_address as pytest_mangle
+from inline_reports import Collected, run_inline
 from junitparser import xunit2
 from lxml import etree as lxml_etree  # type: ignore[import-untyped]
 
@@ -212,50 +213,6 @@ def xunit2_cases(path: Path) -> dict[str, xunit2.TestCase]:
 
 
 # --------------------------------------------------------------------------- reports
-
-
-@dataclass
-class Collected:
-    """What one in-process pytest run reported, grouped per test."""
-
-    nodeids: list[str] = field(default_factory=list)
-    locations: dict[str, tuple[str, int | None, str]] = field(default_factory=dict)
-    reports: dict[str, list[pytest.TestReport]] = field(default_factory=dict)
-    collect_reports: list[pytest.CollectReport] = field(default_factory=list)
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if not report.passed:
-            self.collect_reports.append(report)
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.nodeids = [item.nodeid for item in session.items]
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.reports.setdefault(report.nodeid, []).append(report)
-
-    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.locations[nodeid] = location
-
-    def finished(self, nodeid: str, worker: str = "gw0", **extra: object) -> events.TestFinished:
-        return events.TestFinished(
-            worker_id=worker,
-            nodeid=nodeid,
-            location=self.locations[nodeid],
-            reports=tuple(self.reports[nodeid]),
-            **extra,  # type: ignore[arg-type]
-        )
-
-    def nodeid(self, suffix: str) -> str:
-        found = [n for n in self.nodeids if n.endswith(suffix)]
-        assert len(found) == 1, (suffix, self.nodeids)
-        return found[0]
-
-
-def run_inline(pytester: pytest.Pytester, *args: str, **files: str) -> Collected:
-    pytester.makepyfile(**files)
-    collected = Collected()
-    pytester.inline_run("-p", "no:cacheprovider", *args, plugins=[collected])
-    return collected
 
 
 def feed(writer: JunitWriter, stream: Sequence[events.RunEvent]) -> None:

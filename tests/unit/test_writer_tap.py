@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inline_reports import run_inline
 from tap.line import Result  # type: ignore[import-untyped]
 from tap.parser import Parser  # type: ignore[import-untyped]
 
@@ -219,53 +220,6 @@ def stringify(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- reports
-
-
-@dataclass
-class Collected:
-    """What one in-process pytest run reported, grouped per test."""
-
-    nodeids: list[str] = field(default_factory=list)
-    locations: dict[str, tuple[str, int | None, str]] = field(default_factory=dict)
-    reports: dict[str, list[pytest.TestReport]] = field(default_factory=dict)
-    collect_reports: list[pytest.CollectReport] = field(default_factory=list)
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.collect_reports.append(report)
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.nodeids = [item.nodeid for item in session.items]
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.reports.setdefault(report.nodeid, []).append(report)
-
-    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
-        self.locations[nodeid] = location
-
-    def finished(self, nodeid: str, worker: str = "gw0", **extra: Any) -> events.TestFinished:
-        return events.TestFinished(
-            worker_id=worker,
-            nodeid=nodeid,
-            location=self.locations[nodeid],
-            reports=tuple(self.reports[nodeid]),
-            **extra,
-        )
-
-    def nodeid(self, suffix: str) -> str:
-        found = [n for n in self.nodeids if n.endswith(suffix)]
-        assert len(found) == 1, (suffix, self.nodeids)
-        return found[0]
-
-    def all_finished(self) -> list[events.TestFinished]:
-        return [self.finished(n, worker=f"gw{i % 2}") for i, n in enumerate(self.nodeids)]
-
-
-def run_inline(pytester: pytest.Pytester, *args: str, **files: str) -> Collected:
-    pytester.makepyfile(**files)
-    collected = Collected()
-    pytester.inline_run("-p", "no:cacheprovider", *args, plugins=[collected])
-    return collected
 
 
 def session(
