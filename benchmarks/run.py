@@ -276,6 +276,15 @@ class Row:
     command: str
     samples: list[float] = field(default_factory=list)
     estimated: bool = False  # the serial row of ``scaling``: the suite's total sleep
+    #: parallel_exec only: the learning-outcome record of each timed run, in order.
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    def median_outcome(self) -> dict[str, Any] | None:
+        """The record of the run whose wall time is the median (the lower middle one)."""
+        if not self.outcomes or len(self.outcomes) != len(self.samples):
+            return None
+        order = sorted(range(len(self.samples)), key=lambda i: self.samples[i])
+        return self.outcomes[order[(len(order) - 1) // 2]]
 
     @property
     def median(self) -> float:
@@ -289,6 +298,8 @@ class ScenarioResult:
     cwd: str
     warmup: str
     rows: list[Row]
+    #: ``skewed``: one-test runs of parallel_exec at the same ``-n`` (the start-up).
+    startup: Row | None = None
 
     def reference(self, tool: str, workers: int) -> Row | None:
         """The ``tool`` row at ``workers`` workers, or the only ``tool`` row."""
@@ -332,22 +343,52 @@ def run_scenario(
         else:
             run_once(command, suite_dir, env, timeout)
 
+    outcome_file = root / f"{scenario.name}-outcome.json"
     for rep in range(1, repeat + 1):
         for command in commands:
             where = f"[{scenario.name}] rep {rep}/{repeat} {command.title}"
             if scenario.learn_run and command.tool == "parallel_exec":
                 seconds = run_once(command, suite_dir, env, timeout)
                 progress(f"{where}: 1st run (untimed, learning) {seconds:.2f} s")
-            seconds = run_once(command, suite_dir, env, timeout)
+            extra: tuple[str, ...] = ()
+            if command.tool == "parallel_exec":
+                outcome_file.unlink(missing_ok=True)
+                extra = (f"--report-outcome={outcome_file}",)
+            seconds = run_once(command, suite_dir, env, timeout, extra)
             rows[command].samples.append(seconds)
+            if extra:
+                rows[command].outcomes.append(json.loads(outcome_file.read_text()))
             progress(f"{where}: {seconds:.2f} s")
+    startup = None
+    if scenario.learn_run:
+        startup = _time_startup(root, scenario, repeat, timeout, env)
     return ScenarioResult(
         name=scenario.name,
         suite=info.describe(with_kind=False),
         cwd=str(suite_dir),
         warmup=warmup,
         rows=[*estimate, *rows.values()],
+        startup=startup,
     )
+
+
+def _time_startup(
+    root: Path, scenario: Scenario, repeat: int, timeout: float, env: dict[str, str]
+) -> Row:
+    """The wall time of a one-test parallel_exec run at the scenario's ``-n``: the fixed
+    cost that a bound on the makespan of the tests themselves leaves out."""
+    suite_dir = root / f"{scenario.name}-startup"
+    generate.write_one(suite_dir)
+    workers = scenario.workers[0]
+    argv = (sys.executable, "-m", "pytest", "-q", "-p", "parallel_exec", "-n", str(workers))
+    command = Command("parallel_exec", "one-test run", workers, (*argv, str(suite_dir)))
+    row = Row(command.tool, command.label, workers, command.display)
+    run_once(command, suite_dir, env, timeout)  # warm-up
+    for rep in range(1, repeat + 1):
+        seconds = run_once(command, suite_dir, env, timeout)
+        row.samples.append(seconds)
+        progress(f"[{scenario.name}] start-up rep {rep}/{repeat}: {seconds:.2f} s")
+    return row
 
 
 # --------------------------------------------------------------------------- report
@@ -413,6 +454,49 @@ def scenario_table(result: ScenarioResult) -> str:
             cells.append(_fmt(figures["speedup_vs_serial_estimate"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def outcome_table(result: ScenarioResult) -> str | None:
+    """parallel_exec's own learning-outcome figures for its median run of each row."""
+    rows = [(r, r.median_outcome()) for r in result.rows if r.tool == "parallel_exec"]
+    rows = [(r, o) for r, o in rows if o is not None]
+    if not rows:
+        return None
+    header = (
+        "| workers | strategy | wall (s) | work (s) | speedup | efficiency | balance "
+        "| predicted makespan (s) | LB (s) | actual/LB | stragglers | reward |"
+    )
+    lines = [header, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for row, o in rows:
+        predicted = o.get("predicted_makespan")
+        ratio = o.get("actual_over_lower_bound")
+        lines.append(
+            f"| {row.workers} | {o['strategy']} | {o['wall_time']:.2f} "
+            f"| {o['sequential_estimate']:.2f} | {o['speedup']:.2f}x | {o['efficiency']:.0%} "
+            f"| {o['balance']:.0%} | {'-' if predicted is None else f'{predicted:.2f}'} "
+            f"| {o['lower_bound']:.2f} | {'-' if ratio is None else f'{ratio:.2f}'} "
+            f"| {o['stragglers']} | {o['reward']} |"
+        )
+    return "\n".join(lines)
+
+
+def startup_lines(result: ScenarioResult) -> list[str]:
+    """The start-up-inclusive bound: LB + a one-test run's wall, against the median."""
+    startup = result.startup
+    ours = next((r for r in result.rows if r.tool == "parallel_exec"), None)
+    outcome = ours.median_outcome() if ours is not None else None
+    if startup is None or ours is None or outcome is None:
+        return []
+    bound = outcome["lower_bound"] + startup.median
+    return [
+        f"Start-up (a one-test run, `{startup.command}`): median {startup.median:.2f} s "
+        f"(samples {', '.join(f'{s:.2f}' for s in startup.samples)}).",
+        f"LB + start-up = {outcome['lower_bound']:.2f} + {startup.median:.2f} = "
+        f"{bound:.2f} s; parallel_exec's median wall {ours.median:.2f} s is "
+        f"**{ours.median / bound:.2f} x** that bound (the whole-run wall of the command, "
+        "so it also holds interpreter exit).",
+        "",
+    ]
 
 
 def _version(distribution: str) -> str:
@@ -568,6 +652,17 @@ def render_report(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> st
         ]
         out += [f"    {row.command}" for row in result.rows if not row.estimated]
         out.append("")
+        outcomes = outcome_table(result)
+        if outcomes is not None:
+            out += [
+                "parallel_exec's learning-outcome record of its median run (timed runs add "
+                "`--report-outcome FILE`; wall here is from pool start to the last result, "
+                "LB = max(work / workers, longest test); definitions in docs/learning.md):",
+                "",
+                outcomes,
+                "",
+            ]
+        out += startup_lines(result)
     return "\n".join(out)
 
 
@@ -586,6 +681,7 @@ def write_json(
                 "cwd": r.cwd,
                 "warmup": r.warmup,
                 "rows": [{**asdict(row), **row_figures(r, row)} for row in r.rows],
+                "startup": asdict(r.startup) if r.startup is not None else None,
             }
             for r in results
         ],

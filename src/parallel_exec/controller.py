@@ -127,11 +127,16 @@ class ParallelRun:
         self.nodeids: tuple[str, ...] = ()
         self.canonical: CanonicalCollection | None = None
         self.split = settings.collection == "split" and not needs_full_collection(config)
-        # Without history the suite size is unknown until the first workers collected, so
-        # only as many workers as CPUs start at once (a one-test run does not pay for 16
-        # interpreters); with history the size is known and every worker starts now.
+        # The first wave collects: as many workers as CPUs, so that collection is not
+        # slowed by more interpreters starting than there are CPUs.  Without history the
+        # suite size is unknown until it is collected, so the others start after that (a
+        # one-test run does not pay for 16 interpreters).  With history the size is known
+        # and the others start at once, niced, collecting nothing up front: their start-up
+        # takes only the CPU the collectors leave, and they join when collection is done.
         known = len(timings)
-        self.first_wave = min(self.planned, known) if known else min(self.planned, usable_cpus())
+        cpus = usable_cpus()
+        self.first_wave = min(self.planned, known, cpus) if known else min(self.planned, cpus)
+        self.eager = max(0, min(self.planned, known) - self.first_wave)
         #: Collections of the first wave by share index (split) or arrival (full), until
         #: all of them are in: no test starts before every first-wave worker agrees.
         self.shares: dict[int, protocol.Collected] = {}
@@ -182,12 +187,14 @@ class ParallelRun:
             stop_on_failure=self.retries == 0,
         )
 
-    def _spawn(self, shares: list[tuple[int, int] | None], replaces: str | None = None) -> None:
+    def _spawn(
+        self, shares: list[tuple[int, int] | None], replaces: str | None = None, nice: int = 0
+    ) -> None:
         ids = [self.pool.next_worker_id() for _ in shares]
         self.share_of.update(zip(ids, shares, strict=False))
         if replaces is not None:
             self.replaces.update(dict.fromkeys(ids, replaces))
-        self.pool.start(ids)
+        self.pool.start(ids, nice=nice)
 
     def _first_wave_shares(self) -> list[tuple[int, int] | None]:
         if self.split:
@@ -201,6 +208,8 @@ class ParallelRun:
         self.stream.publish(events.RunStarted(self.run_id, self.planned, self.strategy))
         try:
             self._spawn(self._first_wave_shares())
+            if self.eager:
+                self._spawn([None if self.split else (0, 1)] * self.eager, nice=EAGER_NICE)
             if self.config.getoption("capture", None) == "no":
                 self.pool.stream_output()
             next_tick = 0.0
@@ -341,6 +350,9 @@ class ParallelRun:
             self.pool.send(worker_id, protocol.Stop(self.stop_reason or "stopping"))
             return
         try:
+            if self.canonical is None and self.split and message.share is None:
+                self.waiting.append(worker_id)  # started early, joins on adoption
+                return
             if self.canonical is None:
                 key = message.share[0] if self.split and message.share else len(self.shares)
                 self.shares.setdefault(key, message)
@@ -646,6 +658,10 @@ class ParallelRun:
 #: are new, where a stepwise run stopped): with them every worker collects everything.
 GLOBAL_COLLECTION_OPTIONS = ("lf", "failedfirst", "newfirst", "stepwise", "stepwise_skip")
 
+
+#: Niceness of workers started before collection is done (history known, more workers
+#: than CPUs): their start-up must not slow the collectors down.
+EAGER_NICE = 10
 
 #: Cap on workers started for retries (not crashes); a bound against a start/finish loop.
 MAX_EXTRA_WORKERS = 16

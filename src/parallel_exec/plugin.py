@@ -16,11 +16,7 @@ from typing import Any
 import pytest
 
 from . import settings as settings_module
-from .controller import ControllerPlugin
-from .recording import ParallelExecWarning
-from .serial import SerialEvents
 from .settings import Settings
-from .writers import make_writers
 
 XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
 #: pytest-rerunfailures, by its entry-point name and by its module name (``-p``).
@@ -118,6 +114,13 @@ def pytest_configure(config: pytest.Config) -> None:
     reason = serial_reason(config, settings) if settings.wants_parallel else None
     if reason is not None:
         config.stash[SERIAL_REASON_KEY] = reason
+    # The main process's machinery (controller, history, pydantic models, writers) is
+    # imported here, never in workers: every worker pays its imports at start-up.
+    from .controller import ControllerPlugin
+    from .recording import ParallelExecWarning
+    from .serial import SerialEvents
+    from .writers import make_writers
+
     if settings.wants_parallel and reason is None:
         controller = ControllerPlugin(config, settings)
         config.pluginmanager.register(controller, "parallel_exec_controller")

@@ -140,14 +140,15 @@ class WorkerPool:
             self._serial += 1
         return worker_id
 
-    def start(self, worker_ids: list[str]) -> None:
-        """Start workers concurrently; each reports back through ``inbox``."""
+    def start(self, worker_ids: list[str], nice: int = 0) -> None:
+        """Start workers concurrently; each reports back through ``inbox``.  ``nice``: a
+        lower CPU priority (POSIX niceness increment) for these processes."""
         for worker_id in worker_ids:
             handle = WorkerHandle(worker_id, os.path.join(self.run_dir, worker_id))
             self.workers[worker_id] = handle
-            self._executor.submit(self._start_one, handle)
+            self._executor.submit(self._start_one, handle, nice)
 
-    def _start_one(self, handle: WorkerHandle) -> None:
+    def _start_one(self, handle: WorkerHandle, nice: int = 0) -> None:
         try:
             setup = self._make_setup(handle.worker_id, handle.progress_path)
             spec = f"popen//id={handle.worker_id}//python={sys.executable}"
@@ -155,7 +156,7 @@ class WorkerPool:
             popen = getattr(gateway._io, "popen", None)
             handle.pid = getattr(popen, "pid", None)
             package_parent = str(Path(__file__).resolve().parent.parent)
-            channel = gateway.remote_exec(bootstrap_source(package_parent))
+            channel = gateway.remote_exec(bootstrap_source(package_parent, nice))
             handle.gateway, handle.channel = gateway, channel
             channel.setcallback(
                 lambda payload: self._deliver(handle.worker_id, payload),

@@ -44,10 +44,12 @@ PROGRESS_FORMAT = struct.Struct("<qq")
 IDLE = -1
 
 
-def bootstrap_source(package_parent: str) -> str:
-    """The code the controller executes in a new gateway to enter ``main``."""
+def bootstrap_source(package_parent: str, nice: int = 0) -> str:
+    """The code the controller executes in a new gateway to enter ``main``; ``nice``
+    lowers the process's priority before anything heavy is imported."""
     return (
-        "import sys\n"
+        (f"import os\nif hasattr(os, 'nice'): os.nice({int(nice)})\n" if nice else "")
+        + "import sys\n"
         f"_p = {package_parent!r}\n"
         "if _p not in sys.path: sys.path.append(_p)\n"
         "from parallel_exec.worker import main\n"

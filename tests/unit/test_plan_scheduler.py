@@ -1004,3 +1004,20 @@ def test_the_simulator_catches_a_broken_scheduler(
         simulation.crash_at(0.5, first, replace_after=0.1)
     with pytest.raises(SchedulingViolation, match=message):
         simulation.run()
+
+
+def test_tests_of_a_file_nobody_collected_stay_together_within_the_slack() -> None:
+    """Equal short tests in four files that no worker has collected: LPT alone deals them
+    out one by one, and every worker would import every file; filled in collection order
+    each slot takes one file."""
+    from parallel_exec.scheduling.plan import Unit, lpt
+
+    units = [Unit([t], 1.0, frozenset({t // 10})) for t in range(40)]
+    placed = lpt(units, 4, {}, affinity_slack=2.0)
+    files_per_slot = [len({f for u in slot for f in u.files}) for slot in placed]
+    loads = [sum(u.predicted for u in slot) for slot in placed]
+    assert files_per_slot == [1, 1, 1, 1]
+    assert loads == [10.0, 10.0, 10.0, 10.0]
+    # Tests longer than the slack are placed by LPT alone: one of each file in turn.
+    spread = lpt(units, 4, {}, affinity_slack=0.0)
+    assert [len({f for u in slot for f in u.files}) for slot in spread] == [4, 4, 4, 4]

@@ -6,9 +6,11 @@ All four plan before the first test runs and then adapt while the run goes:
    for ``file``, of a class or module for ``suite``, of an ``xdist_group`` /
    ``parallel_exec_group`` marker for every strategy) moves as a whole; other tests are
    units of one.
-2. ``time`` / ``file`` / ``suite``: units are placed longest-predicted-first onto the
-   least-loaded worker slot (LPT).  A unit whose files a worker has already collected
-   goes to that worker when that costs no balance (ties within ``affinity_slack``).
+2. ``time`` / ``file`` / ``suite``: units longer than ``affinity_slack`` are placed
+   longest-predicted-first onto the least-loaded worker slot (LPT); a unit whose files a
+   worker has already collected goes to that worker when that costs no balance (within
+   ``affinity_slack``).  Shorter units then fill the slots in collection order up to the
+   mean load, so that a file's tests stay on one worker (fewer imports per worker).
    ``round-robin``: unit i goes to slot i mod n, in collection order, no history needed.
 3. Slots are queues kept here, on the controller; a worker gets its slot's units in
    chunks worth ``feed_seconds`` of predicted time, so little work sits in a worker
@@ -50,20 +52,42 @@ class Slot:
 def lpt(
     units: Sequence[Unit], slots: int, affinity: Mapping[int, int], affinity_slack: float
 ) -> list[list[Unit]]:
-    """Longest-predicted-first onto ``slots``; ``affinity`` maps file -> preferred slot."""
+    """Place ``units`` on ``slots``; ``affinity`` maps file -> the slot that collected it.
+
+    Units longer than ``affinity_slack`` go longest-predicted-first onto the least-loaded
+    slot (LPT), or onto their file's collecting slot when that costs at most the slack.
+    The short ones then fill slots in collection order up to the mean load, staying on
+    the slot of the previous unit (or their file's collecting slot) while it has room:
+    tests of one file stay together, so a worker imports few files, and no slot ends
+    more than one short unit above the mean, which keeps LPT's guarantee.
+    """
     loads = [0.0] * slots
     placed: list[list[Unit]] = [[] for _ in range(slots)]
-    order = sorted(range(len(units)), key=lambda i: (-units[i].predicted, i))
-    for i in order:
+    mean = sum(u.predicted for u in units) / slots
+
+    def least() -> int:
+        return min(range(slots), key=lambda s: (loads[s], s))
+
+    def place(unit: Unit, slot: int) -> None:
+        placed[slot].append(unit)
+        loads[slot] += unit.predicted
+
+    long_units = [i for i, u in enumerate(units) if u.predicted > affinity_slack]
+    for i in sorted(long_units, key=lambda i: (-units[i].predicted, i)):
         unit = units[i]
-        best = min(range(slots), key=lambda s: (loads[s], s))
+        best = least()
         for file in unit.files:
             preferred = affinity.get(file)
             if preferred is not None and loads[preferred] <= loads[best] + affinity_slack:
                 best = preferred
                 break
-        placed[best].append(unit)
-        loads[best] += unit.predicted
+        place(unit, best)
+    current: int | None = None
+    for unit in (u for u in units if u.predicted <= affinity_slack):
+        candidates = [affinity.get(f) for f in sorted(unit.files)] + [current]
+        fits = [c for c in candidates if c is not None and loads[c] + unit.predicted <= mean]
+        current = fits[0] if fits else least()
+        place(unit, current)
     return placed
 
 
