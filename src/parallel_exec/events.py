@@ -76,6 +76,11 @@ def outcome_of(reports: Sequence[pytest.TestReport]) -> str:
     return result
 
 
+def duration_of(reports: Sequence[pytest.TestReport]) -> float:
+    """Setup + call + teardown, in seconds."""
+    return sum(getattr(r, "duration", 0.0) or 0.0 for r in reports)
+
+
 #: Outcomes that count against a run (and that ``--retries`` retries).
 FAILING_OUTCOMES = frozenset({"failed", "error"})
 
@@ -93,7 +98,7 @@ class Attempt:
 
     @property
     def duration(self) -> float:
-        return sum(getattr(r, "duration", 0.0) or 0.0 for r in self.reports)
+        return duration_of(self.reports)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ class TestFinished:
     @property
     def duration(self) -> float:
         """Setup + call + teardown of the final attempt, in seconds."""
-        return sum(getattr(r, "duration", 0.0) or 0.0 for r in self.reports)
+        return duration_of(self.reports)
 
     @property
     def attempt_count(self) -> int:
