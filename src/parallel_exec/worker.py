@@ -311,6 +311,11 @@ class WorkerSession:
             if len(self._queue) >= 2 or (self._queue and self._drained):
                 item = self._queue.popleft()
                 nextitem = self._queue[0] if self._queue else None
+                if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
+                    # Ask before running, so that the answer travels while the test runs
+                    # (asking after it would leave the worker waiting for a round trip).
+                    self._asked = True
+                    self.flush(want_more=True)
                 self._run_one(item, nextitem)
                 if (session.shouldfail or session.shouldstop) and self.setup.stop_on_failure:
                     break  # -x, --maxfail, stepwise: the same stop as a serial loop

@@ -9,6 +9,7 @@ failed and whose teardown errored; ``--report-junit`` writes one test case per t
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,7 +143,8 @@ def test_the_zoo_report_agrees_with_pytests_own_junitxml(
         for key, case in cases.items():
             worker = case.find("properties/property[@name='parallel_exec.worker']")
             assert worker is not None, key
-            assert worker.get("value") in ("gw0", "gw1"), key
+            # A retry may run on a worker started for it once the others were drained.
+            assert re.fullmatch(r"gw\d+", worker.get("value", "")), key
             module = case.get("file", "").removesuffix(".py").replace("/", ".")
             assert f"{case.get('classname')}.".startswith(f"{module}."), key
             assert case.get("line") is None or int(case.get("line", "")) >= 1, key
