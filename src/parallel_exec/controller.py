@@ -491,15 +491,14 @@ class ParallelRun:
 
     def _retried(self, worker_id: str, index: int, reports: tuple[Any, ...]) -> bool:
         """A failed attempt with retries left runs again instead of being reported."""
-        attempts = self.attempts.setdefault(index, [])
         if (
-            len(attempts) >= self.retries
+            len(self.attempts.get(index, ())) >= self.retries
             or self.stop_reason is not None
             or self.scheduler is None
             or events.outcome_of(reports) not in events.FAILING_OUTCOMES
         ):
             return False
-        attempts.append(events.Attempt(worker_id, reports))
+        self.attempts.setdefault(index, []).append(events.Attempt(worker_id, reports))
         self._apply(self.scheduler.retry(index, worker_id))
         self._ensure_capacity()  # nobody left to take it: start a worker
         return True
@@ -737,13 +736,7 @@ class ControllerPlugin:
         if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         run = self.run
-        aborted = bool(session.shouldfail or session.shouldstop) or exitstatus in (
-            pytest.ExitCode.INTERRUPTED,
-            pytest.ExitCode.INTERNAL_ERROR,
-            pytest.ExitCode.USAGE_ERROR,
-        )
-        if run is not None and run.not_run:
-            aborted = True
+        aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
         self.stream.publish(
             events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
         )

@@ -180,6 +180,16 @@ class RunFinished:
     finished_at: float = field(default_factory=time.time)
 
 
+def cut_short(session: pytest.Session, exitstatus: int) -> bool:
+    """Whether a session ended before its tests did: ``-x``/``--maxfail``/stepwise, an
+    interrupt, an internal or usage error (``SessionEnded.aborted``)."""
+    return bool(session.shouldfail or session.shouldstop) or exitstatus in (
+        pytest.ExitCode.INTERRUPTED,
+        pytest.ExitCode.INTERNAL_ERROR,
+        pytest.ExitCode.USAGE_ERROR,
+    )
+
+
 @dataclass(frozen=True)
 class SessionEnded:
     """pytest's session is over: the exit code is known.  Report writers write now.

@@ -76,8 +76,5 @@ class SerialEvents:
         collected = len(session.items)
         not_run = max(0, collected - self._tests)
         self.stream.publish(events.RunFinished(tests_not_run=not_run))
-        aborted = bool(session.shouldfail or session.shouldstop) or exitstatus in (
-            pytest.ExitCode.INTERRUPTED,
-            pytest.ExitCode.INTERNAL_ERROR,
-        )
+        aborted = events.cut_short(session, exitstatus)
         self.stream.publish(events.SessionEnded(int(exitstatus), aborted))
