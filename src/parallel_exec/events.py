@@ -81,6 +81,13 @@ def duration_of(reports: Sequence[pytest.TestReport]) -> float:
     return sum(getattr(r, "duration", 0.0) or 0.0 for r in reports)
 
 
+def deciding_report(reports: Sequence[pytest.TestReport]) -> pytest.TestReport | None:
+    """The report that decided a failure, error or skip (None for a clean pass)."""
+    return next((r for r in reports if r.failed), None) or next(
+        (r for r in reports if r.skipped), None
+    )
+
+
 #: Outcomes that count against a run (and that ``--retries`` retries).
 FAILING_OUTCOMES = frozenset({"failed", "error"})
 
@@ -99,6 +106,11 @@ class Attempt:
     @property
     def duration(self) -> float:
         return duration_of(self.reports)
+
+    @property
+    def failing_report(self) -> pytest.TestReport | None:
+        """The report that decided this attempt's failure."""
+        return deciding_report(self.reports)
 
 
 @dataclass(frozen=True)
@@ -148,13 +160,7 @@ class TestFinished:
     @property
     def failing_report(self) -> pytest.TestReport | None:
         """The report that decided a failure, error or skip (None for a clean pass)."""
-        for report in self.reports:
-            if report.failed:
-                return report
-        for report in self.reports:
-            if report.skipped:
-                return report
-        return None
+        return deciding_report(self.reports)
 
 
 @dataclass(frozen=True)

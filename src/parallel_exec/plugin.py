@@ -49,7 +49,7 @@ def rerunfailures_loads(pluginmanager: pytest.PytestPluginManager) -> bool:
     is an argparse error, so when it loads the flag is left to it and read from there
     (with ``--retries`` it must be disabled anyway, and then the flag is ours).
     """
-    if any(pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS):
+    if rerunfailures_active(pluginmanager):
         return True
     if any(pluginmanager.is_blocked(name) for name in RERUNFAILURES_PLUGINS):
         return False
@@ -58,6 +58,10 @@ def rerunfailures_loads(pluginmanager: pytest.PytestPluginManager) -> bool:
     return any(
         ep.name in RERUNFAILURES_PLUGINS for ep in importlib.metadata.entry_points(group="pytest11")
     )
+
+
+def rerunfailures_active(pluginmanager: pytest.PytestPluginManager) -> bool:
+    return any(pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS)
 
 
 def _refuse_explicit_xdist(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -102,9 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if settings.report_tap == "-":
         _terminal_to_stderr(config)
-    if settings.retries and any(
-        config.pluginmanager.hasplugin(name) for name in RERUNFAILURES_PLUGINS
-    ):
+    if settings.retries and rerunfailures_active(config.pluginmanager):
         raise pytest.UsageError(
             "parallel_exec: --retries and pytest-rerunfailures would both re-run failed "
             "tests; use one of them (add '-p no:rerunfailures' to use --retries)"

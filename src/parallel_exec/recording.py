@@ -116,8 +116,7 @@ class OutcomeRecorder:
             self.started = self.last_result = time.monotonic()
         elif isinstance(event, events.TestFinished):
             self.last_result = time.monotonic()
-            if event.attempts:
-                self.retries += len(event.attempts)
+            self.retries += len(event.attempts)
             if event.flaky:
                 self.flaky.append(event.nodeid)
             if event.origin == "worker":

@@ -124,17 +124,13 @@ class PlanScheduler:
         self._key_of = list(unit_keys)
         for test in range(count):
             key = unit_keys[test]
-            estimate = self._estimates[test]
-            if key is None:
-                units.append(Unit([test], estimate, frozenset({self._file_of[test]})))
-            elif key in keyed:
-                unit = keyed[key]
-                unit.tests.append(test)
-                unit.predicted += estimate
-                unit.files = unit.files | {self._file_of[test]}
-            else:
-                keyed[key] = Unit([test], estimate, frozenset({self._file_of[test]}))
-                units.append(keyed[key])
+            if key is not None and key in keyed:
+                self._grow(keyed[key], test)
+                continue
+            unit = self._unit_of_one(test)
+            units.append(unit)
+            if key is not None:
+                keyed[key] = unit
 
         first_wave = sorted(set(owners.values()))
         slot_of_worker = {w: i for i, w in enumerate(first_wave[: self._planned])}
@@ -245,9 +241,7 @@ class PlanScheduler:
             if unit is None:
                 regrouped[key] = self._unit_of_one(test)
             else:
-                unit.tests.append(test)
-                unit.predicted += self._estimates[test]
-                unit.files = unit.files | {self._file_of[test]}
+                self._grow(unit, test)
         slot.units.extendleft(reversed(list(regrouped.values())))
         return []
 
@@ -273,6 +267,11 @@ class PlanScheduler:
 
     def _unit_of_one(self, test: int) -> Unit:
         return Unit([test], self._estimates[test], frozenset({self._file_of[test]}))
+
+    def _grow(self, unit: Unit, test: int) -> None:
+        unit.tests.append(test)
+        unit.predicted += self._estimates[test]
+        unit.files = unit.files | {self._file_of[test]}
 
     def _slot_of(self, worker: str) -> Slot | None:
         return next((s for s in self._slots if s.worker == worker), None)

@@ -459,7 +459,7 @@ class JsonWriter:
         }
         earlier = []
         for attempt in test.attempts:
-            text, cut = self._capped(common.longrepr_text(_failing(attempt.reports)))
+            text, cut = self._capped(common.longrepr_text(attempt.failing_report))
             earlier.append(
                 EarlierAttempt(
                     outcome=attempt.outcome,  # type: ignore[arg-type]
@@ -487,13 +487,6 @@ class JsonWriter:
             log=capped["log"],
             truncated=truncated,
         )
-
-
-def _failing(reports: tuple[pytest.TestReport, ...]) -> pytest.TestReport | None:
-    """The report that decided a failed attempt (as ``TestFinished.failing_report``)."""
-    return next((r for r in reports if r.failed), None) or next(
-        (r for r in reports if r.skipped), None
-    )
 
 
 def environment() -> Environment:
