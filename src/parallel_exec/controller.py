@@ -29,6 +29,7 @@ from ._version import __version__
 from .canonical import CanonicalCollection, check_agrees, merge
 from .cpus import usable_cpus
 from .errors import CollectionMismatchError, WorkerStartError
+from .forkserver import ForkServer
 from .history import HistoryStore, TestTiming, estimate_durations
 from .junit_order import JunitOrder
 from .pool import (
@@ -105,6 +106,7 @@ class ParallelRun:
         strategy: str,
         timings: Mapping[str, TestTiming],
         recorder: OutcomeRecorder,
+        fork_server: ForkServer | None = None,
     ) -> None:
         self.strategy = strategy
         self.timings = timings
@@ -122,7 +124,7 @@ class ParallelRun:
             else 4 * self.planned
         )
         self.state = RunState.STARTING
-        self.pool = WorkerPool(self._make_setup)
+        self.pool = WorkerPool(self._make_setup, fork_server)
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
         self.canonical: CanonicalCollection | None = None
@@ -692,9 +694,13 @@ def describe_exit(code: int | None) -> str:
 class ControllerPlugin:
     """Registered in the main process when a run is parallel."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(
+        self, config: pytest.Config, settings: Settings, fork_server: ForkServer | None = None
+    ) -> None:
         self.config = config
         self.settings = settings
+        #: Handed to the run's pool, which then owns it; shut down here if no run took it.
+        self.fork_server = fork_server
         self.run_id = uuid.uuid4().hex
         self.store: HistoryStore | None = None
         if not settings.no_history:
@@ -725,7 +731,9 @@ class ControllerPlugin:
             self.strategy,
             self.timings,
             self.recorder,
+            self.fork_server,
         )
+        self.fork_server = None
         self.run.execute()
         return True
 
@@ -766,5 +774,7 @@ class ControllerPlugin:
 
     @pytest.hookimpl
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.fork_server is not None:
+            self.fork_server.shutdown()
         if self.store is not None:
             self.store.close()

@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import settings as settings_module
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServer
 
 XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
 #: pytest-rerunfailures, by its entry-point name and by its module name (``-p``).
@@ -116,6 +119,9 @@ def pytest_configure(config: pytest.Config) -> None:
     reason = serial_reason(config, settings) if settings.wants_parallel else None
     if reason is not None:
         config.stash[SERIAL_REASON_KEY] = reason
+    parallel = settings.wants_parallel and reason is None
+    # Started first, so that its own start-up overlaps the rest of this process's.
+    fork_server = start_fork_server() if parallel and settings.forks_workers else None
     # The main process's machinery (controller, history, pydantic models, writers) is
     # imported here, never in workers: every worker pays its imports at start-up.
     from .controller import ControllerPlugin
@@ -123,8 +129,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from .serial import SerialEvents
     from .writers import make_writers
 
-    if settings.wants_parallel and reason is None:
-        controller = ControllerPlugin(config, settings)
+    if parallel:
+        controller = ControllerPlugin(config, settings, fork_server)
         config.pluginmanager.register(controller, "parallel_exec_controller")
         return
     if settings.retries:
@@ -138,6 +144,16 @@ def pytest_configure(config: pytest.Config) -> None:
     writers = make_writers(config, settings)
     if writers:
         config.pluginmanager.register(SerialEvents(writers), "parallel_exec_serial_events")
+
+
+def start_fork_server() -> ForkServer | None:
+    """The fork server, or None where it cannot run (workers are then spawned)."""
+    from .forkserver import ForkServer
+
+    try:
+        return ForkServer()
+    except Exception:
+        return None
 
 
 def _terminal_to_stderr(config: pytest.Config) -> None:

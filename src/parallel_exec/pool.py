@@ -25,7 +25,7 @@ from typing import Any
 
 import execnet
 
-from . import protocol
+from . import forkserver, protocol
 from .worker import ProgressFile, bootstrap_source
 
 #: How much of a dead worker's stderr goes into the report of the test it was running.
@@ -83,6 +83,8 @@ class WorkerHandle:
     gateway: Any = None
     channel: Any = None
     pid: int | None = None
+    #: ``subprocess.Popen`` (spawned) or ``ForkedProcess`` (forked): poll, wait, kill.
+    process: Any = None
     exit_code: int | None = None
     offsets: dict[str, int] = field(default_factory=lambda: {".out": 0, ".err": 0})
 
@@ -120,7 +122,14 @@ def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -
 
 
 class WorkerPool:
-    def __init__(self, make_setup: Callable[[str, str], protocol.WorkerSetup]) -> None:
+    """``fork_server``: start workers by forking them from it (see ``forkserver``)
+    instead of spawning a new interpreter for each; the pool owns it from then on."""
+
+    def __init__(
+        self,
+        make_setup: Callable[[str, str], protocol.WorkerSetup],
+        fork_server: forkserver.ForkServer | None = None,
+    ) -> None:
         self._make_setup = make_setup
         self._group = execnet.Group()
         self.inbox: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
@@ -131,6 +140,8 @@ class WorkerPool:
         self._tail_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._serial = 0
+        self._fork_server = fork_server
+        self._package_parent = str(Path(__file__).resolve().parent.parent)
 
     # ------------------------------------------------------------ start
 
@@ -151,12 +162,8 @@ class WorkerPool:
     def _start_one(self, handle: WorkerHandle, nice: int = 0) -> None:
         try:
             setup = self._make_setup(handle.worker_id, handle.progress_path)
-            spec = f"popen//id={handle.worker_id}//python={sys.executable}"
-            gateway = self._group.makegateway(spec)
-            popen = getattr(gateway._io, "popen", None)
-            handle.pid = getattr(popen, "pid", None)
-            package_parent = str(Path(__file__).resolve().parent.parent)
-            channel = gateway.remote_exec(bootstrap_source(package_parent, nice))
+            gateway, source = self._forked(handle, nice) or self._spawned(handle, nice)
+            channel = gateway.remote_exec(source)
             handle.gateway, handle.channel = gateway, channel
             channel.setcallback(
                 lambda payload: self._deliver(handle.worker_id, payload),
@@ -165,6 +172,23 @@ class WorkerPool:
             channel.send(protocol.encode(setup))
         except Exception as exc:
             self.inbox.put(StartFailed(handle.worker_id, f"{type(exc).__name__}: {exc}"))
+
+    def _forked(self, handle: WorkerHandle, nice: int) -> tuple[Any, str] | None:
+        """A worker forked from the fork server; None when there is none (or it has
+        stopped working: the worker is then spawned, the run does not depend on it)."""
+        if self._fork_server is None:
+            return None
+        try:
+            gateway, handle.process = self._fork_server.fork(self._group, handle.worker_id, nice)
+        except Exception:
+            return None
+        return gateway, bootstrap_source(self._package_parent)
+
+    def _spawned(self, handle: WorkerHandle, nice: int) -> tuple[Any, str]:
+        spec = f"popen//id={handle.worker_id}//python={sys.executable}"
+        gateway = self._group.makegateway(spec)
+        handle.process = getattr(gateway._io, "popen", None)
+        return gateway, bootstrap_source(self._package_parent, nice)
 
     def _deliver(self, worker_id: str, payload: bytes | None) -> None:
         if payload is None:
@@ -198,11 +222,10 @@ class WorkerPool:
 
     def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
         handle = self.workers[worker_id]
-        popen = getattr(getattr(handle.gateway, "_io", None), "popen", None)
-        if popen is None:
+        if handle.process is None:
             return None
         try:
-            handle.exit_code = popen.wait(timeout=timeout)
+            handle.exit_code = handle.process.wait(timeout=timeout)
         except Exception:
             return None
         return handle.exit_code
@@ -259,12 +282,9 @@ class WorkerPool:
 
     def kill(self, worker_id: str) -> None:
         handle = self.workers.get(worker_id)
-        if handle is None or handle.gateway is None:
-            return
-        popen = getattr(handle.gateway._io, "popen", None)
-        if popen is not None and popen.poll() is None:
+        if handle is not None and handle.process is not None and handle.process.poll() is None:
             with contextlib.suppress(OSError):
-                popen.kill()
+                handle.process.kill()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker: a clean exit where possible, a kill after ``timeout``."""
@@ -276,4 +296,6 @@ class WorkerPool:
             self._group.terminate(timeout=timeout)
         for worker_id in list(self.workers):
             self.kill(worker_id)
+        if self._fork_server is not None:
+            self._fork_server.shutdown(timeout=timeout)
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Every message that crosses the controller <-> worker channel, as typed records.
+"""Every message that crosses a channel (controller <-> worker, pool <-> fork server),
+as typed records.
 
 One module owns the wire so that neither side dispatches on strings: a message is a
 frozen dataclass, ``encode`` turns it into bytes for the execnet channel and ``decode``
@@ -176,7 +177,57 @@ class WorkerError:
 
 
 WorkerMessage = Hello | Collected | NotFound | Progress | SessionFinished | WorkerError
-Message = ControllerMessage | WorkerMessage
+
+# ---------------------------------------------------------------- pool <-> fork server
+
+
+@dataclass(frozen=True)
+class ForkWorker:
+    """Fork a worker: it connects back to the pool's socket and serves a gateway there.
+
+    ``environ`` is the controller's environment now (a spawned worker would inherit
+    it; the fork server's is the one it had when it started).
+    """
+
+    worker_id: str
+    nice: int
+    environ: dict[str, str]
+
+
+@dataclass(frozen=True)
+class KillWorker:
+    """Kill a forked worker, if the fork server has not yet seen it exit (only its
+    parent knows that its process id still names it)."""
+
+    worker_id: str
+
+
+ForkServerRequest = ForkWorker | KillWorker
+
+
+@dataclass(frozen=True)
+class WorkerForked:
+    worker_id: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForkFailed:
+    worker_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """A forked worker's exit status, as ``subprocess`` gives it (negative: a signal)."""
+
+    worker_id: str
+    returncode: int
+
+
+ForkServerMessage = WorkerForked | ForkFailed | WorkerExited
+
+Message = ControllerMessage | WorkerMessage | ForkServerRequest | ForkServerMessage
 MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
 
 

@@ -11,6 +11,7 @@ same parser, and an invalid one is a usage error (exit code 4) naming the option
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,18 @@ def parse_collection(value: str) -> str:
     return text
 
 
+START_METHODS = ("auto", "forkserver", "spawn")
+
+
+def parse_start_method(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in START_METHODS:
+        raise OptionError(f"expected one of {', '.join(START_METHODS)}, got {value!r}")
+    if text == "forkserver" and not hasattr(os, "fork"):
+        raise OptionError("'forkserver' needs os.fork, which this platform does not have")
+    return text
+
+
 def parse_bool(value: str) -> bool:
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
@@ -166,6 +179,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "each importing only its share, and import other files only when work moves; "
         "'full': every worker collects every test, as pytest-xdist does (a collection "
         "that differs between workers is then detected at once).",
+    ),
+    OptionSpec(
+        flags=("--start-method",),
+        dest="pe_start_method",
+        parse=parse_start_method,
+        default="auto",
+        metavar="auto|forkserver|spawn",
+        help="how worker processes start: 'spawn' starts a new interpreter for each; "
+        "'forkserver' starts one that imports pytest and forks the workers from it "
+        "(POSIX); 'auto' (default): forkserver when there are more workers than CPUs.",
     ),
     OptionSpec(
         flags=("--history",),
@@ -306,6 +329,7 @@ class Settings:
     dist: str
     max_worker_restart: int | None
     collection: str = "split"
+    start_method: str = "auto"
     history: str | None = None
     no_history: bool = False
     report_outcome: str | None = None
@@ -315,6 +339,16 @@ class Settings:
     report_tap: str | None = None
     retries: int = 0
     fail_on_flaky: bool = False
+
+    @property
+    def forks_workers(self) -> bool:
+        """Whether workers are forked from a fork server.  Forked workers skip starting
+        an interpreter and importing pytest, which is what decides how soon the last of
+        more workers than CPUs is ready; with a worker per CPU or fewer, spawning them
+        side by side is as fast and needs no server."""
+        if self.workers is None or self.start_method == "spawn":
+            return False
+        return self.start_method == "forkserver" or self.workers.resolve() > usable_cpus()
 
     @property
     def wants_parallel(self) -> bool:
@@ -348,6 +382,7 @@ def load(config: pytest.Config) -> Settings:
         dist=DIST_ALIASES[values["dist"]],
         max_worker_restart=values["maxworkerrestart"],
         collection=values["pe_collection"],
+        start_method=values["pe_start_method"],
         history=values["pe_history"],
         no_history=bool(values["pe_no_history"]),
         report_outcome=values["pe_report_outcome"],

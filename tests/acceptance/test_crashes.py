@@ -71,10 +71,13 @@ def failure_section(lines: list[str], test_name: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
 @pytest.mark.parametrize("kind", sorted(CRASHES))
-def test_crashing_test_fails_and_the_rest_still_run(runner: PluginRunner, kind: str) -> None:
+def test_crashing_test_fails_and_the_rest_still_run(
+    runner: PluginRunner, kind: str, start: str
+) -> None:
     runner.pytester.makepyfile(test_crash_suite=crash_suite(kind))
-    run = runner.observe(workers=2)
+    run = runner.observe("--start-method", start, workers=2)
 
     assert run.exit_code == 1, run.output
     outcomes = run.outcomes
@@ -95,8 +98,10 @@ def test_crashing_test_fails_and_the_rest_still_run(runner: PluginRunner, kind: 
     if kind == "segfault":
         assert "Fatal Python error" in section, section
         assert "Segmentation fault" in section, section
+        assert "killed by signal SIGSEGV" in message, message
     else:
         assert "last words before os._exit" in section, section
+        assert "exit code 3" in message, message
 
 
 @pytest.mark.slow

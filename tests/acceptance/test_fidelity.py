@@ -15,10 +15,14 @@ import pytest
 if TYPE_CHECKING:
     from conftest import PluginRunner
 
+FORKED = ("--start-method", "forkserver")
+SPAWNED = ("--start-method", "spawn")
+
 
 @pytest.mark.slow
 def test_zoo_matches_serial_run(runner: PluginRunner, zoo: tuple[str, ...]) -> None:
-    """One serial baseline, compared with -n 1, -n 2 and -n 4; every difference listed."""
+    """One serial baseline, compared with -n 1, -n 2, -n 3 with forked workers and -n 4
+    with spawned ones; every difference listed."""
     serial = runner.observe(*zoo)
     # Guard against a zoo that silently lost its variety (then equality proves little).
     assert serial.exit_code == 1, serial.output
@@ -27,8 +31,8 @@ def test_zoo_matches_serial_run(runner: PluginRunner, zoo: tuple[str, ...]) -> N
     assert serial.counts["deselected"] == 2
 
     report: list[str] = []
-    for workers in (1, 2, 4):
-        parallel = runner.observe(*zoo, workers=workers)
+    for workers, start in ((1, ()), (2, ()), (3, FORKED), (4, SPAWNED)):
+        parallel = runner.observe(*zoo, *start, workers=workers)
         found = parallel.differences_from(serial)
         if found:
             report.append(f"{parallel.label} differs from the serial run:\n" + "\n".join(found))

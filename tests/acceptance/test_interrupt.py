@@ -55,14 +55,16 @@ def still_running(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
 def test_ctrl_c_exits_2_and_leaves_no_worker(
-    runner: PluginRunner, monkeypatch: pytest.MonkeyPatch
+    runner: PluginRunner, monkeypatch: pytest.MonkeyPatch, start: str
 ) -> None:
+    """With forked workers, the fork server is among the processes that must go."""
     pytester = runner.pytester
     pytester.makepyfile(test_slow_suite=SLOW_SUITE)
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")  # see progress in the file as it happens
     output = pytester.path / "controller-output.txt"
-    command = runner.command(workers=2)
+    command = runner.command("--start-method", start, workers=2)
     with output.open("w") as sink:
         controller = pytester.popen(command, stdout=sink, stderr=subprocess.STDOUT)
     workers: list[psutil.Process] = []
@@ -70,7 +72,7 @@ def test_ctrl_c_exits_2_and_leaves_no_worker(
         wait_for(lambda: progress_shown(output), timeout=60, what="the first test results")
         time.sleep(0.5)
         workers = psutil.Process(controller.pid).children(recursive=True)
-        assert workers, "the controller has no child processes while tests run"
+        assert len(workers) >= (3 if start == "forkserver" else 2), workers
 
         controller.send_signal(signal.SIGINT)
         exit_code = controller.wait(timeout=30)

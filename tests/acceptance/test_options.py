@@ -31,6 +31,7 @@ def assert_usage_error_naming(runner: PluginRunner, result: pytest.RunResult, na
         (("-n", "abc"), "--numprocesses"),
         (("--dist", "nonsense"), "--dist"),
         (("--max-worker-restart", "-1"), "--max-worker-restart"),
+        (("--start-method", "vfork"), "--start-method"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
 )
@@ -47,6 +48,7 @@ def test_invalid_command_line_value(
         ("parallel_exec_numprocesses = 99", "parallel_exec_numprocesses"),
         ("parallel_exec_dist = nonsense", "parallel_exec_dist"),
         ("parallel_exec_max_worker_restart = -1", "parallel_exec_max_worker_restart"),
+        ("parallel_exec_start_method = thread", "parallel_exec_start_method"),
     ],
 )
 def test_invalid_ini_value(runner: PluginRunner, ini_line: str, ini_name: str) -> None:

@@ -130,6 +130,11 @@ EXAMPLES: list[protocol.Message] = [
     ),
     protocol.SessionFinished(worker_id="gw0", exitstatus=0),
     protocol.WorkerError(worker_id="gw3", traceback="Traceback...\nRuntimeError: boom\n"),
+    protocol.ForkWorker(worker_id="gw4", nice=10, environ={"PATH": "/bin", "LANG": "C.UTF-8"}),
+    protocol.KillWorker(worker_id="gw4"),
+    protocol.WorkerForked(worker_id="gw4", pid=4243),
+    protocol.ForkFailed(worker_id="gw5", error="[Errno 11] Resource temporarily unavailable"),
+    protocol.WorkerExited(worker_id="gw4", returncode=-11),
 ]
 
 
@@ -146,8 +151,11 @@ def test_message_types_are_every_message_class() -> None:
     assert protocol.NotFound in protocol.MESSAGE_TYPES
     worker_side = set(typing.get_args(protocol.WorkerMessage))
     controller_side = set(typing.get_args(protocol.ControllerMessage))
-    assert worker_side | controller_side == message_classes()
-    assert worker_side.isdisjoint(controller_side)
+    to_fork_server = set(typing.get_args(protocol.ForkServerRequest))
+    from_fork_server = set(typing.get_args(protocol.ForkServerMessage))
+    sides = (worker_side, controller_side, to_fork_server, from_fork_server)
+    assert set().union(*sides) == message_classes()
+    assert sum(len(side) for side in sides) == len(message_classes())  # disjoint
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)

@@ -188,6 +188,7 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--numprocesses": "parallel_exec_numprocesses",
         "--dist": "parallel_exec_dist",
         "--collection": "parallel_exec_collection",
+        "--start-method": "parallel_exec_start_method",
         "--history": "parallel_exec_history",
         "--no-history": "parallel_exec_no_history",
         "--report-outcome": "parallel_exec_report_outcome",

@@ -1,0 +1,395 @@
+"""Workers forked from one process that has already imported pytest.
+
+A new interpreter pays for starting Python and importing pytest (about 0.15 s of CPU)
+before it does anything of its own; with more workers than CPUs that is most of what
+stands between the run and its last worker being ready.  The fork server pays it once:
+it is an execnet popen gateway that imports the worker side and then forks one child
+per request.  The child connects back to the pool over a Unix socket in the run's
+private directory and serves an execnet gateway on it, so from there on a forked worker
+is driven exactly like a spawned one (same bootstrap, same ``worker.main``).
+
+What a child must not inherit is dropped right after the fork: the server's pipes to
+the controller, its ``atexit`` handlers, and its environment (the child takes the
+controller's current one, which is what a spawned worker would see).  Only the fork
+server knows whether a child's process id still names that child, so it reaps them,
+reports their exit statuses, and does the killing.
+
+POSIX only (``fork`` and ``AF_UNIX``); elsewhere the pool spawns every worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from execnet import gateway_base
+
+from . import protocol
+
+#: How often the fork server looks for exited children while no request comes in.
+REAP_SECONDS = 0.02
+#: How long a fork may take, from request to the child's connection.
+CONNECT_TIMEOUT = 60.0
+#: Unix socket paths are limited to about 100 bytes (108 on Linux, 104 on macOS).
+MAX_SOCKET_PATH = 100
+_NAME = struct.Struct("!H")
+
+
+def available() -> bool:
+    """Whether this platform can fork workers (``fork`` and Unix sockets)."""
+    return hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and sys.platform != "win32"
+
+
+class UnixSocketIO:
+    """execnet's IO interface (as its ``SocketIO``, which sets TCP-only options) on a
+    connected Unix socket; ``process`` answers ``wait`` and ``kill`` on the pool's side."""
+
+    def __init__(self, sock: socket.socket, execmodel: Any, process: ForkedProcess | None) -> None:
+        self.sock = sock
+        self.execmodel = execmodel
+        self.process = process
+        self.remoteaddress = sock.getsockname()
+
+    def read(self, numbytes: int) -> bytes:
+        return _read_exactly(self.sock, numbytes)
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close_read(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
+
+    def close_write(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def wait(self) -> int | None:
+        return self.process.wait(timeout=None) if self.process is not None else None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+
+# ---------------------------------------------------------------- inside the fork server
+
+
+def server_source(package_parent: str, path: str) -> str:
+    """The code the pool executes in the fork server's gateway."""
+    return (
+        "import sys\n"
+        f"_p = {package_parent!r}\n"
+        "if _p not in sys.path: sys.path.append(_p)\n"
+        "from parallel_exec.forkserver import serve\n"
+        f"serve(channel, {path!r})\n"
+    )
+
+
+def _preimport() -> None:
+    """Import what every worker imports before it reads its set-up: pytest, its
+    built-in plugins and the worker side.  Nothing of the user's is imported here."""
+    import pytest  # noqa: F401
+    from _pytest.config import default_plugins
+
+    for name in default_plugins:
+        with contextlib.suppress(Exception):
+            __import__(f"_pytest.{name}")
+    from . import worker  # noqa: F401
+
+
+def serve(channel: Any, path: str) -> None:
+    """The fork server's loop: fork on request, reap, report exits, kill on request."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
+    _preimport()
+    io = channel.gateway._io
+    inherited = [f.fileno() for f in (io.infile, io.outfile)]
+    children: dict[int, str] = {}
+    while True:
+        try:
+            payload = channel.receive(timeout=REAP_SECONDS if children else None)
+        except channel.TimeoutError:
+            payload = b""
+        except EOFError:
+            return
+        _reap(channel, children)
+        if payload is None:
+            return
+        if not payload:
+            continue
+        request = protocol.decode(payload)
+        if isinstance(request, protocol.ForkWorker):
+            _fork(channel, request, path, inherited, children)
+        elif isinstance(request, protocol.KillWorker):
+            for pid, worker_id in children.items():
+                if worker_id == request.worker_id:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+
+
+def _reap(channel: Any, children: dict[int, str]) -> None:
+    for pid in list(children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            worker_id = children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            channel.send(protocol.encode(protocol.WorkerExited(worker_id, code)))
+
+
+def _fork(
+    channel: Any,
+    request: protocol.ForkWorker,
+    path: str,
+    inherited: list[int],
+    children: dict[int, str],
+) -> None:
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        channel.send(protocol.encode(protocol.ForkFailed(request.worker_id, str(exc))))
+        return
+    if pid == 0:
+        code = 70
+        try:
+            code = _child(request, path, inherited)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    children[pid] = request.worker_id
+    channel.send(protocol.encode(protocol.WorkerForked(request.worker_id, pid)))
+
+
+def _child(request: protocol.ForkWorker, path: str, inherited: list[int]) -> int:
+    """A forked worker: become a process of its own, then serve a gateway to the pool.
+
+    Returns the exit code; the caller leaves with ``os._exit`` so that nothing of the
+    fork server's (its gateway, its finalizers) runs here.
+    """
+    atexit._clear()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in inherited:  # the numbers stay taken: the server's file objects own them
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.environ.clear()
+    os.environ.update(request.environ)
+    if request.nice and hasattr(os, "nice"):
+        os.nice(request.nice)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    name = request.worker_id.encode()
+    sock.sendall(_NAME.pack(len(name)) + name)
+    execmodel = gateway_base.get_execmodel("thread")
+    gateway_base.serve(UnixSocketIO(sock, execmodel, None), id=f"{request.worker_id}-worker")
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return 0
+
+
+# ---------------------------------------------------------------- in the pool
+
+
+class ForkedProcess:
+    """A forked worker's process, with the part of ``subprocess.Popen``'s interface the
+    pool uses; its exit status comes from the fork server."""
+
+    def __init__(self, worker_id: str, pid: int, server: ForkServer) -> None:
+        self.worker_id = worker_id
+        self.pid = pid
+        self.returncode: int | None = None
+        self._server = server
+        self._ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(f"worker {self.worker_id}", timeout or 0.0)
+        return self.returncode
+
+    def kill(self) -> None:
+        if not self._ended.is_set():
+            self._server.kill(self.worker_id)
+
+    def ended(self, returncode: int | None) -> None:
+        """The exit status (``None``: unknown, the fork server went away first)."""
+        if not self._ended.is_set():
+            self.returncode = returncode
+            self._ended.set()
+
+
+class ForkServer:
+    """The pool's side: starts the server, asks it for workers, and turns each child's
+    connection into an execnet gateway of the pool's group.
+
+    Started as early as the plugin knows it will be used, so that its start-up overlaps
+    the main process's own.  The server is a gateway of a group of its own, ended after
+    the workers' group: a worker that is still exiting keeps its parent, and its exit
+    status is reported.  The socket lives in a private (0700) directory of its own.
+    """
+
+    def __init__(self) -> None:
+        import execnet
+
+        if not available():
+            raise OSError("workers cannot be forked on this platform")
+        self._dir = tempfile.mkdtemp(prefix="parallel_exec-fork-")
+        self._path = os.path.join(self._dir, "s")
+        if len(self._path.encode()) > MAX_SOCKET_PATH:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise OSError(f"socket path too long for a Unix socket: {self._path}")
+        self._lock = threading.Lock()
+        self._forked: dict[str, Future[ForkedProcess]] = {}
+        self._connected: dict[str, Future[socket.socket]] = {}
+        self._processes: dict[str, ForkedProcess] = {}
+        self._closed = False
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self._path)
+        self._listener.listen(64)
+        threading.Thread(
+            target=self._accept_loop, name="parallel_exec-fork-accept", daemon=True
+        ).start()
+        self._server_group = execnet.Group()
+        gateway = self._server_group.makegateway(f"popen//id=forkserver//python={sys.executable}")
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        self._channel = gateway.remote_exec(server_source(package_parent, self._path))
+        self._channel.setcallback(self._on_message, endmarker=None)
+
+    def fork(self, group: Any, worker_id: str, nice: int) -> tuple[Any, ForkedProcess]:
+        """A gateway (a member of ``group``) to a new forked worker; blocks until the
+        child has connected."""
+        forked: Future[ForkedProcess] = Future()
+        connected: Future[socket.socket] = Future()
+        with self._lock:
+            if self._closed:
+                raise OSError("the fork server has stopped")
+            self._forked[worker_id] = forked
+            self._connected[worker_id] = connected
+        self._channel.send(protocol.encode(protocol.ForkWorker(worker_id, nice, dict(os.environ))))
+        process = forked.result(timeout=CONNECT_TIMEOUT)
+        sock = connected.result(timeout=CONNECT_TIMEOUT)
+        io = UnixSocketIO(sock, group.execmodel, process)
+        return _register(group, io, worker_id), process
+
+    def kill(self, worker_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self._channel.send(protocol.encode(protocol.KillWorker(worker_id)))
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop accepting and end the server (after the workers' group has ended)."""
+        self._fail_pending("the fork server has stopped")
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with contextlib.suppress(Exception):
+            self._server_group.terminate(timeout=timeout)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    # ------------------------------------------------------------ threads
+
+    def _fail_pending(self, reason: str, worker_id: str | None = None) -> None:
+        with self._lock:
+            if worker_id is None:
+                self._closed = True
+                futures: list[Future[Any]] = [*self._forked.values(), *self._connected.values()]
+                self._forked.clear()
+                self._connected.clear()
+            else:
+                futures = [
+                    future
+                    for future in (
+                        self._forked.pop(worker_id, None),
+                        self._connected.pop(worker_id, None),
+                    )
+                    if future is not None
+                ]
+        for future in futures:
+            if not future.done():
+                future.set_exception(OSError(reason))
+
+    def _on_message(self, payload: bytes | None) -> None:
+        if payload is None:  # the server is gone: nobody will report the rest
+            self._fail_pending("the fork server has stopped")
+            for process in list(self._processes.values()):
+                process.ended(None)
+            return
+        message = protocol.decode(payload)
+        if isinstance(message, protocol.WorkerForked):
+            process = ForkedProcess(message.worker_id, message.pid, self)
+            self._processes[message.worker_id] = process
+            with self._lock:
+                forked = self._forked.pop(message.worker_id, None)
+            if forked is not None and not forked.done():
+                forked.set_result(process)
+        elif isinstance(message, protocol.WorkerExited):
+            ended = self._processes.get(message.worker_id)
+            if ended is not None:
+                ended.ended(message.returncode)
+            self._fail_pending(
+                f"the forked worker exited with code {message.returncode} before connecting",
+                message.worker_id,
+            )
+        elif isinstance(message, protocol.ForkFailed):
+            self._fail_pending(f"fork failed: {message.error}", message.worker_id)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                sock.settimeout(CONNECT_TIMEOUT)
+                (size,) = _NAME.unpack(_read_exactly(sock, _NAME.size))
+                worker_id = _read_exactly(sock, size).decode()
+                sock.settimeout(None)
+            except (OSError, EOFError, UnicodeDecodeError):
+                sock.close()
+                continue
+            with self._lock:
+                future = self._connected.pop(worker_id, None)
+            if future is None or future.done():
+                sock.close()
+            else:
+                future.set_result(sock)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    buf = b""
+    while len(buf) < size:
+        data = sock.recv(size - len(buf))
+        if not data:
+            raise EOFError(f"expected {size} bytes, got {len(buf)}")
+        buf += data
+    return buf
+
+
+def _register(group: Any, io: UnixSocketIO, worker_id: str) -> Any:
+    """An execnet gateway on ``io``, a member of ``group`` like the ones it makes itself
+    (so that ``exit`` and ``Group.terminate`` treat it the same way).  ``_register`` is
+    how ``Group.makegateway`` itself adds a gateway."""
+    import execnet
+    from execnet.xspec import XSpec
+
+    gateway = execnet.Gateway(io, XSpec(f"id={worker_id}"))
+    group._register(gateway)
+    return gateway
