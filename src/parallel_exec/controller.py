@@ -18,6 +18,7 @@ import queue
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,9 @@ class ParallelRun:
         known = len(timings)
         cpus = usable_cpus()
         self.first_wave = min(self.planned, known, cpus) if known else min(self.planned, cpus)
-        self.eager = max(0, min(self.planned, known) - self.first_wave)
+        # Forked workers cost little to start, and forked after collection, at full
+        # priority, they are ready about as soon as niced ones started before it.
+        self.eager = 0 if fork_server else max(0, min(self.planned, known) - self.first_wave)
         #: Collections of the first wave by share index (split) or arrival (full), until
         #: all of them are in: no test starts before every first-wave worker agrees.
         self.shares: dict[int, protocol.Collected] = {}
@@ -159,6 +162,10 @@ class ParallelRun:
         self.replaces: dict[str, str] = {}
         #: Workers started for retried tests after every other worker was drained.
         self.extra_workers = 0
+        #: Workers to start after collection, in turn (see ``_start_in_turn``).
+        self.to_start: deque[tuple[int, int] | None] = deque()
+        self.starting: set[str] = set()
+        self.cpus = cpus
         #: Earlier failed attempts of tests being retried, by canonical index.
         self.attempts: dict[int, list[events.Attempt]] = {}
         self.basetemp = self._basetemp()
@@ -191,12 +198,34 @@ class ParallelRun:
 
     def _spawn(
         self, shares: list[tuple[int, int] | None], replaces: str | None = None, nice: int = 0
-    ) -> None:
+    ) -> list[str]:
         ids = [self.pool.next_worker_id() for _ in shares]
         self.share_of.update(zip(ids, shares, strict=False))
         if replaces is not None:
             self.replaces.update(dict.fromkeys(ids, replaces))
         self.pool.start(ids, nice=nice)
+        return ids
+
+    def _start_in_turn(self, shares: list[tuple[int, int] | None]) -> None:
+        """Start workers after collection, at most one per CPU at a time: a worker's
+        start-up is CPU-bound, so started all at once they would all be ready only when
+        the last is, and started in turn the first are ready (and running tests) soon."""
+        self.to_start.extend(shares)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        while self.to_start and len(self.starting) < self.cpus:
+            unassigned = self.scheduler is None or bool(self.scheduler.unassigned)
+            if self.fatal is not None or self.stop_reason is not None or not unassigned:
+                self.to_start.clear()  # nothing left for them to do
+                return
+            self.starting.update(self._spawn([self.to_start.popleft()]))
+
+    def _started(self, worker_id: str) -> None:
+        """The worker is ready (or gone): the next one in turn may start."""
+        if worker_id in self.starting:
+            self.starting.discard(worker_id)
+            self._start_next()
 
     def _first_wave_shares(self) -> list[tuple[int, int] | None]:
         if self.split:
@@ -348,6 +377,7 @@ class ParallelRun:
 
     def _on_collected(self, handle: WorkerHandle, message: protocol.Collected) -> None:
         worker_id = handle.worker_id
+        self._started(worker_id)
         if self.fatal is not None or self.stop_reason is not None:
             self.pool.send(worker_id, protocol.Stop(self.stop_reason or "stopping"))
             return
@@ -443,7 +473,7 @@ class ParallelRun:
         self.recorder.workers = self.target
         extra = self.target - len(self.pool.workers)
         if extra > 0:
-            self._spawn([(0, 1) if not self.split else None] * extra)
+            self._start_in_turn([(0, 1) if not self.split else None] * extra)
 
     def _report_collected(self, count: int) -> None:
         """pytest's own "collected N items / M deselected / K selected" line."""
@@ -555,6 +585,7 @@ class ParallelRun:
     def _worker_lost(self, handle: WorkerHandle) -> None:
         worker_id = handle.worker_id
         handle.state = WorkerState.CRASHED
+        self._started(worker_id)
         self.running.discard(worker_id)
         exit_code = self.pool.exit_code(worker_id)
         stderr = handle.stderr_since_test_start()

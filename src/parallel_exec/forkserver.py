@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -109,6 +110,10 @@ def _preimport() -> None:
         with contextlib.suppress(Exception):
             __import__(f"_pytest.{name}")
     from . import worker  # noqa: F401
+
+    # What is here now is shared by every child: keep their garbage collections (pytest
+    # runs two at the end of each session) from walking it.
+    gc.freeze()
 
 
 def serve(channel: Any, path: str) -> None:
