@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,13 @@ def _fork(
     children: dict[int, str],
 ) -> None:
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a process with threads (here execnet's
+            # receiver) may deadlock the child on a lock held at that moment.  The child
+            # takes no lock of the server's: it builds its own gateway and leaves with
+            # os._exit.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except OSError as exc:
         channel.send(protocol.encode(protocol.ForkFailed(request.worker_id, str(exc))))
         return

@@ -130,7 +130,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from .writers import make_writers
 
     if parallel:
-        controller = ControllerPlugin(config, settings, fork_server)
+        try:
+            controller = ControllerPlugin(config, settings, fork_server)
+        except BaseException:
+            if fork_server is not None:
+                fork_server.shutdown()
+            raise
         config.pluginmanager.register(controller, "parallel_exec_controller")
         return
     if settings.retries:
