@@ -45,6 +45,8 @@ from . import protocol
 REAP_SECONDS = 0.02
 #: How long a fork may take, from request to the child's connection.
 CONNECT_TIMEOUT = 60.0
+#: How long ``Group.terminate`` waits for the server to report a worker's exit.
+EXIT_WAIT = 30.0
 #: Unix socket paths are limited to about 100 bytes (108 on Linux, 104 on macOS).
 MAX_SOCKET_PATH = 100
 _NAME = struct.Struct("!H")
@@ -80,7 +82,12 @@ class UnixSocketIO:
             self.sock.shutdown(socket.SHUT_WR)
 
     def wait(self) -> int | None:
-        return self.process.wait(timeout=None) if self.process is not None else None
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=EXIT_WAIT)
+        except subprocess.TimeoutExpired:  # the server never told: do not hang on it
+            return None
 
     def kill(self) -> None:
         if self.process is not None:
