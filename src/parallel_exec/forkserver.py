@@ -283,15 +283,20 @@ class ForkServer:
         self._processes: dict[str, ForkedProcess] = {}
         self._closed = False
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self._path)
-        self._listener.listen(64)
+        self._server_group = execnet.Group()
+        try:
+            self._listener.bind(self._path)
+            self._listener.listen(64)
+            spec = f"popen//id=forkserver//python={sys.executable}"
+            gateway = self._server_group.makegateway(spec)
+            package_parent = str(Path(__file__).resolve().parent.parent)
+            self._channel = gateway.remote_exec(server_source(package_parent, self._path))
+        except BaseException:
+            self.shutdown(timeout=1.0)
+            raise
         threading.Thread(
             target=self._accept_loop, name="parallel_exec-fork-accept", daemon=True
         ).start()
-        self._server_group = execnet.Group()
-        gateway = self._server_group.makegateway(f"popen//id=forkserver//python={sys.executable}")
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        self._channel = gateway.remote_exec(server_source(package_parent, self._path))
         self._channel.setcallback(self._on_message, endmarker=None)
 
     def fork(self, group: Any, worker_id: str, nice: int) -> tuple[Any, ForkedProcess]:

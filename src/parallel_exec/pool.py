@@ -1,4 +1,5 @@
-"""The worker pool: the only module that touches execnet and worker processes.
+"""The worker pool: the only module that drives worker processes (spawning them through
+execnet, or having ``forkserver`` fork them).
 
 It starts workers concurrently (a new interpreter costs a few hundred milliseconds of
 CPU, and paying that one worker after another is most of what a small parallel run
