@@ -9,7 +9,6 @@ server cannot run, workers are spawned and the run does not notice.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -46,43 +45,41 @@ PARENTS_SUITE = """
 """
 
 
-def worker_parents(path: Path) -> tuple[int, dict[str, set[int]], dict[str, set[int]]]:
-    """The controller's pid, and by worker id the pids and parent pids that ran tests."""
+def run_recording_parents(
+    runner: PluginRunner, start: str
+) -> tuple[int, dict[str, set[int]], set[int]]:
+    """Run the suite on 3 workers with ``start``: the controller's pid, by worker id the
+    pids of the processes that ran its tests, and the parent pids of those processes."""
+    runner.pytester.makeconftest(PARENTS_CONFTEST)
+    runner.pytester.makepyfile(test_parents=PARENTS_SUITE)
+    result = runner.run("--start-method", start, workers=3)
+    assert result.ret == 0, runner.output(result)
+    result.assert_outcomes(passed=12)
+    path = runner.pytester.path
     controller = int((path / "controller.pid").read_text())
     pids: dict[str, set[int]] = {}
-    parents: dict[str, set[int]] = {}
+    parents: set[int] = set()
     for record in path.glob("where-*.txt"):
         worker, pid, parent = record.read_text().split()
         pids.setdefault(worker, set()).add(int(pid))
-        parents.setdefault(worker, set()).add(int(parent))
+        parents.add(int(parent))
     return controller, pids, parents
 
 
 @pytest.mark.slow
 def test_forked_workers_are_children_of_one_server(runner: PluginRunner) -> None:
-    runner.pytester.makeconftest(PARENTS_CONFTEST)
-    runner.pytester.makepyfile(test_parents=PARENTS_SUITE)
-    result = runner.run("--start-method", "forkserver", workers=3)
-    assert result.ret == 0, runner.output(result)
-    result.assert_outcomes(passed=12)
-
-    controller, pids, parents = worker_parents(runner.pytester.path)
+    controller, pids, parents = run_recording_parents(runner, "forkserver")
     assert len(pids) >= 2, pids  # tests ran on more than one worker
     assert all(len(p) == 1 for p in pids.values()), pids  # one process per worker
     assert len({pid for p in pids.values() for pid in p}) == len(pids)
-    servers = {parent for p in parents.values() for parent in p}
-    assert len(servers) == 1, parents
-    assert controller not in servers, (controller, parents)
+    assert len(parents) == 1, parents
+    assert controller not in parents, (controller, parents)
 
 
 @pytest.mark.slow
 def test_spawned_workers_are_children_of_the_controller(runner: PluginRunner) -> None:
-    runner.pytester.makeconftest(PARENTS_CONFTEST)
-    runner.pytester.makepyfile(test_parents=PARENTS_SUITE)
-    result = runner.run("--start-method", "spawn", workers=3)
-    assert result.ret == 0, runner.output(result)
-    controller, _, parents = worker_parents(runner.pytester.path)
-    assert {parent for p in parents.values() for parent in p} == {controller}
+    controller, _, parents = run_recording_parents(runner, "spawn")
+    assert parents == {controller}
 
 
 @pytest.mark.slow
@@ -93,13 +90,8 @@ def test_without_room_for_the_socket_workers_are_spawned(
     deep = runner.pytester.path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     monkeypatch.setenv("TMPDIR", str(deep))
-    runner.pytester.makeconftest(PARENTS_CONFTEST)
-    runner.pytester.makepyfile(test_parents=PARENTS_SUITE)
-    result = runner.run("--start-method", "forkserver", workers=3)
-    assert result.ret == 0, runner.output(result)
-    result.assert_outcomes(passed=12)
-    controller, _, parents = worker_parents(runner.pytester.path)
-    assert {parent for p in parents.values() for parent in p} == {controller}
+    controller, _, parents = run_recording_parents(runner, "forkserver")
+    assert parents == {controller}
 
 
 LATE_ENVIRONMENT_CONFTEST = """
