@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -295,6 +296,13 @@ class WorkerPool:
             self._tail_thread.join(timeout=2.0)
         with contextlib.suppress(Exception):
             self._group.terminate(timeout=timeout)
+        # A released worker has left the group (execnet does not wait for it): it may
+        # still be running its exit handlers.  Wait for it, within the same bound.
+        deadline = time.monotonic() + timeout
+        for handle in self.workers.values():
+            if handle.process is not None:
+                with contextlib.suppress(Exception):
+                    handle.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for worker_id in list(self.workers):
             self.kill(worker_id)
         if self._fork_server is not None:
