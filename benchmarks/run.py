@@ -49,6 +49,8 @@ Usage::
 
     python benchmarks/run.py                       # trivial and one, 3 repetitions
     python benchmarks/run.py --scenario skewed --scenario scaling --json out.json
+    python benchmarks/run.py --scenario trivial --collection split --collection imports \
+        --collection full --repeat 5             # the collection modes side by side
 """
 
 from __future__ import annotations
@@ -178,9 +180,12 @@ class Command:
         return self.label if self.tool == "serial" else f"{self.label} -n {self.workers}"
 
 
-def commands_for(scenario: Scenario, suite: Path) -> list[Command]:
+def commands_for(
+    scenario: Scenario, suite: Path, collections: Sequence[str | None] = (None,)
+) -> list[Command]:
     """The commands of one repetition, in running order (serial, then xdist and ours
-    alternating per worker count)."""
+    alternating per worker count; ours once per ``--collection`` mode, None: the
+    default without the flag)."""
     pytest_argv = (sys.executable, "-m", "pytest", "-q")
     target = str(suite)
     commands: list[Command] = []
@@ -190,9 +195,12 @@ def commands_for(scenario: Scenario, suite: Path) -> list[Command]:
     ours_label = "parallel_exec (2nd run)" if scenario.learn_run else "parallel_exec"
     for n in scenario.workers:
         xdist_argv = (*pytest_argv, "-n", str(n), *scenario.xdist_args, target)
-        ours_argv = (*pytest_argv, "-p", "parallel_exec", "-n", str(n), target)
         commands.append(Command("xdist", xdist_label, n, xdist_argv))
-        commands.append(Command("parallel_exec", ours_label, n, ours_argv))
+        for mode in collections:
+            flag = () if mode is None else (f"--collection={mode}",)
+            label = ours_label if mode is None else f"{ours_label} --collection={mode}"
+            ours_argv = (*pytest_argv, "-p", "parallel_exec", "-n", str(n), *flag, target)
+            commands.append(Command("parallel_exec", label, n, ours_argv))
     return commands
 
 
@@ -318,11 +326,12 @@ def run_scenario(
     full_warmup: bool,
     timeout: float,
     env: dict[str, str],
+    collections: Sequence[str | None] = (None,),
 ) -> ScenarioResult:
     suite_dir = root / scenario.name
     info = scenario.build(suite_dir, small)
     progress(f"[{scenario.name}] generated {info.describe()} in {suite_dir}")
-    commands = commands_for(scenario, suite_dir)
+    commands = commands_for(scenario, suite_dir, collections)
     rows = {c: Row(c.tool, c.label, c.workers, c.display) for c in commands}
     estimate: list[Row] = []
     if not scenario.run_serial:
@@ -726,6 +735,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds after which one run is aborted"
     )
+    parser.add_argument(
+        "--collection",
+        action="append",
+        choices=("imports", "split", "full"),
+        help="time parallel_exec with this --collection mode; repeatable, one row each "
+        "(default: one row, without the flag)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -772,6 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.full_warmup,
                         args.timeout,
                         env,
+                        args.collection or (None,),
                     )
                 )
         except (BenchmarkError, FileExistsError) as exc:

@@ -70,7 +70,7 @@ def _open(path: Path, create: bool) -> HistoryStore:
     if not create and not path.exists():
         raise CliError(f"no history at {path} (run the tests once, or pass --path)")
     try:
-        return HistoryStore.open_strict(path)
+        return HistoryStore.open_strict(path, write=create)  # show, export: read-only will do
     except HistoryError as exc:
         raise CliError(f"{path} is not a usable history store: {exc}") from None
 
@@ -182,7 +182,7 @@ def _history(args: argparse.Namespace) -> int:
         store = _open(path, create=False)
         text = json.dumps(export_data(store), indent=2, sort_keys=True) + "\n"
         if args.output:
-            from .recording import write_atomically
+            from .files import write_atomically
 
             write_atomically(args.output, text)
         else:

@@ -11,19 +11,33 @@ kept, and collected later if work from it is assigned to this worker.
 ``share=(k, n)`` takes files ``k, k+n, k+2n...``; ``share=(0, 1)`` is every file (the
 ``full`` collection mode); ``share=None`` is no file up front (a worker that joins
 later and only takes work over).
+
+Importing only a share changes what a test sees: in a serial run (and with xdist) every
+test module has been imported before the first test runs, and a suite may rely on that
+without knowing it (click's ``test_echo_via_pager.py`` uses ``click._termui_impl``, which
+only another test module imports).  So with ``import_all`` (the ``imports`` mode, the
+default) a file outside the share is still *imported* when the walk meets it, in walk
+order, with pytest's own import (``Module.obj``: import mode, ``rootdir``, assertion
+rewriting and ``pytest_plugins`` as serially), only its tests are not built.  A worker
+with no share imports every module the same way, so every test runs in a process where
+every test module was imported at collection.  An import that fails outside the share
+is left to the file's owner to report, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
 
 class SplitCollection:
-    def __init__(self, config: pytest.Config, share: tuple[int, int] | None) -> None:
+    def __init__(
+        self, config: pytest.Config, share: tuple[int, int] | None, import_all: bool = False
+    ) -> None:
         self.config = config
         self.share = share
+        self.import_all = import_all
         #: Node ids of every file node met during the walk, in walk order.
         self.files: list[str] = []
         self._ordinal: dict[pytest.Collector, int] = {}
@@ -58,6 +72,8 @@ class SplitCollection:
             self._collected_paths.add(collector.nodeid)
             return None
         self._deferred.setdefault(collector.nodeid, []).append(collector)
+        if self.import_all:
+            import_only(collector)
         return pytest.CollectReport(collector.nodeid, "passed", None, [])
 
     def walk_finished(self, session: pytest.Session) -> None:
@@ -115,3 +131,95 @@ class SplitCollection:
         for item in new:
             self.items.setdefault(item.nodeid, item)
             session.items.append(item)
+
+
+def import_only(collector: pytest.Collector) -> None:
+    """Import the module of a file collector outside this worker's share, as collecting it
+    would, without building its tests.
+
+    ``Module.obj`` is pytest's own import of a test module (``importtestmodule``: import
+    mode, ``rootdir``, ``consider_namespace_packages``, assertion rewriting, the module's
+    ``pytest_plugins``), and it keeps the module on the node, so collecting the file later
+    on demand does not import it again.  It covers ``DoctestModule`` too (a ``Module``
+    since pytest 8.0; on 8.0 its ``collect`` imports with ``import_path`` again, which
+    returns the module already in ``sys.modules``).  Files that are not modules (doctest
+    text files, plugins' own file types) have nothing to import, and a ``conftest.py``
+    collected by ``--doctest-modules`` was imported as a conftest already.
+
+    Whatever the import raises (an import error, a module-level skip, ``pytest.exit``)
+    is the owner's to report; here it is dropped.  What pytest's own collection lets
+    through (``KeyboardInterrupt``, ``SystemExit``: ``pytest_make_collect_report``'s
+    ``reraise``) goes on, as it would in the owner.
+    """
+    if not isinstance(collector, pytest.Module) or collector.path.name == "conftest.py":
+        return
+    try:
+        collector.obj  # noqa: B018 - the property imports the module
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # the file's owner reports it, not this worker
+        pass
+
+
+# ------------------------------------------------------------------ cross-file reordering
+
+
+def _randomly_reorders(config: pytest.Config) -> bool:
+    return bool(config.getoption("randomly_reorganize", True))  # --randomly-dont-reorganize
+
+
+def _order_reorders(config: pytest.Config) -> bool:
+    return str(config.getoption("order_scope", None)) not in ("module", "class")
+
+
+def _repeat_reorders(config: pytest.Config) -> bool:
+    return str(config.getoption("repeat_scope", None)) == "session"
+
+
+def _random_order_reorders(config: pytest.Config) -> bool:
+    # pytest-random-order >= 1.0 marks untouched defaults with a "default:" prefix and
+    # shuffles only when asked; earlier versions always shuffle.  Every bucket but
+    # "none" shuffles the buckets themselves, across files.
+    bucket = str(config.getoption("random_order_bucket", "none"))
+    seed = str(config.getoption("random_order_seed", "default:"))
+    enabled = bool(config.getoption("random_order_enabled", False)) or not (
+        bucket.startswith("default:") and seed.startswith("default:")
+    )
+    return enabled and bucket.removeprefix("default:") != "none"
+
+
+#: Plugins that reorder tests across files in ``pytest_collection_modifyitems``.  With
+#: a partial collection (``imports``, ``split``) each worker sees the items of its share
+#: only, so such an order cannot be made, and the merge puts files back in walk order:
+#: when one of these is active the run collects ``full`` instead.  Each entry: the name
+#: shown, the names the plugin registers under (entry-point name, module name for
+#: ``-p``), an option only it defines (its presence means it is loaded, whatever the
+#: name), and whether it reorders across files with this run's options.
+Reorders = Callable[[pytest.Config], bool]
+CROSS_FILE_REORDERING: tuple[tuple[str, tuple[str, ...], str, Reorders], ...] = (
+    ("pytest-randomly", ("randomly", "pytest_randomly"), "randomly_seed", _randomly_reorders),
+    ("pytest-order", ("pytest_order", "order"), "order_scope", _order_reorders),
+    (
+        "pytest-repeat --repeat-scope=session",
+        ("repeat", "pytest_repeat"),
+        "repeat_scope",
+        _repeat_reorders,
+    ),
+    (
+        "pytest-random-order",
+        ("random_order", "random-order", "random_order.plugin", "pytest_random_order"),
+        "random_order_bucket",
+        _random_order_reorders,
+    ),
+)
+
+
+def cross_file_reordering(config: pytest.Config) -> str | None:
+    """The name of an active plugin that reorders tests across files (None: none is)."""
+    for shown, names, option, reorders in CROSS_FILE_REORDERING:
+        loaded = hasattr(config.option, option) or any(
+            config.pluginmanager.hasplugin(name) for name in names
+        )
+        if loaded and reorders(config):
+            return shown
+    return None

@@ -24,17 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest._code.code import TerminalRepr
 
 from . import events, protocol
 from ._version import __version__
 from .canonical import CanonicalCollection, check_agrees, merge
+from .collection import cross_file_reordering
 from .cpus import usable_cpus
-from .errors import CollectionMismatchError, WorkerStartError
+from .errors import CollectionMismatchError, HistoryError, ParallelExecError, WorkerStartError
 from .forkserver import ForkServer
 from .history import HistoryStore, TestTiming, estimate_durations
 from .junit_order import JunitOrder
 from .pool import (
     ChannelClosed,
+    ForkServerLost,
     OutputLine,
     PoolEvent,
     Received,
@@ -42,8 +45,9 @@ from .pool import (
     WorkerHandle,
     WorkerPool,
     WorkerState,
+    read_excerpt,
 )
-from .recording import OutcomeRecorder, open_history
+from .recording import OutcomeRecorder, ParallelExecWarning, open_history
 from .replay import HookReplay, rebuild_warning, terminal_line
 from .reports import deserialize
 from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
@@ -129,7 +133,12 @@ class ParallelRun:
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
         self.canonical: CanonicalCollection | None = None
-        self.split = settings.collection == "split" and not needs_full_collection(config)
+        mode, _ = collection_mode(config, settings)
+        #: A partial collection (``imports`` or ``split``): the first workers share the
+        #: files, later ones collect nothing up front.
+        self.split = mode != "full"
+        #: ``imports``: every worker imports every test module, its share or not.
+        self.import_all = mode == "imports"
         # The first wave collects: as many workers as CPUs, so that collection is not
         # slowed by more interpreters starting than there are CPUs.  Without history the
         # suite size is unknown until it is collected, so the others start after that (a
@@ -168,6 +177,18 @@ class ParallelRun:
         self.cpus = cpus
         #: Earlier failed attempts of tests being retried, by canonical index.
         self.attempts: dict[int, list[events.Attempt]] = {}
+        #: The reports so far of a worker's last test, sent before its teardown (which
+        #: ends the session's fixtures), by canonical index.
+        self.partial: dict[int, protocol.TestRecord] = {}
+        #: Internal errors of workers (worker id, text), in the order they came: the run
+        #: ends as a serial INTERNALERROR ends it (exit code 3).
+        self.internal_errors: list[tuple[str, str]] = []
+        #: The first ``pytest.exit`` of a worker: the run ends with it, as serially.
+        self.exit_request: protocol.Exited | None = None
+        #: ``(worker, node id, seconds running)`` of the tests running at a Ctrl-C.
+        self.running_at_interrupt: list[tuple[str, str, float]] = []
+        #: Collection shares whose worker ended before collecting, and how often.
+        self.share_failures: dict[tuple[int, int] | None, int] = {}
         self.basetemp = self._basetemp()
 
     # ------------------------------------------------------------------ set-up
@@ -193,7 +214,9 @@ class ParallelRun:
             progress_path=progress_path,
             capture_off=self.config.getoption("capture", None) == "no",
             share=self.share_of.get(worker_id),
+            import_all=self.import_all,
             stop_on_failure=self.retries == 0,
+            controller_pid=os.getpid(),
         )
 
     def _spawn(
@@ -241,8 +264,7 @@ class ParallelRun:
             self._spawn(self._first_wave_shares())
             if self.eager:
                 self._spawn([None if self.split else (0, 1)] * self.eager, nice=EAGER_NICE)
-            if self.config.getoption("capture", None) == "no":
-                self.pool.stream_output()
+            self.pool.stream_output(stdout=self.config.getoption("capture", None) == "no")
             next_tick = 0.0
             while self.pool.alive():
                 self._handle(self._next_event())
@@ -253,6 +275,9 @@ class ParallelRun:
         except KeyboardInterrupt:
             interrupted = True
             self.recorder.execution_failed = True
+            self.running_at_interrupt = self._running_tests()
+            if self.stop_reason is None:
+                self.stop_reason = "interrupted"
             raise
         finally:
             if interrupted:
@@ -261,9 +286,21 @@ class ParallelRun:
             self.pool.shutdown(timeout=0.5 if interrupted else 5.0)
             self._drain_inbox()
             self.state = RunState.FINISHED
+            if not interrupted:
+                self._account_for_every_test()
             self.not_run = len(self.nodeids) - len(self.reported)
             self.stream.publish(events.RunFinished(tests_not_run=self.not_run))
         self._raise_like_pytest()
+
+    def _running_tests(self) -> list[tuple[str, str, float]]:
+        """``(worker, node id, seconds running)`` of every test running now."""
+        running = []
+        now = time.time()
+        for handle in self.pool.alive():
+            index, started = handle.running_since()
+            if 0 <= index < len(self.nodeids) and index not in self.reported:
+                running.append((handle.worker_id, self.nodeids[index], max(0.0, now - started)))
+        return running
 
     def _next_event(self) -> PoolEvent | None:
         try:
@@ -290,6 +327,8 @@ class ParallelRun:
             for line in message.splitlines():
                 terminal_line(self.config, line, red=True)
             raise session.Interrupted(message.splitlines()[0])
+        if self.exit_request is not None:
+            pytest.exit(self.exit_request.reason, self.exit_request.returncode)
         if self.collection_failed:
             count = session.testsfailed
             raise session.Interrupted(f"{count} error{'s' if count != 1 else ''} during collection")
@@ -304,6 +343,8 @@ class ParallelRun:
         if event is None:
             return
         if isinstance(event, Received):
+            if event.unresolved:
+                self._warn_unresolved(event.worker_id, event.unresolved)
             self._on_message(self.pool.workers[event.worker_id], event.message)
         elif isinstance(event, OutputLine):
             self.stream.publish(events.WorkerOutput(event.worker_id, event.stream, event.text))
@@ -311,6 +352,13 @@ class ParallelRun:
             handle = self.pool.workers[event.worker_id]
             if handle.state is not WorkerState.FINISHED:
                 self._worker_lost(handle)
+        elif isinstance(event, ForkServerLost):
+            terminal_line(
+                self.config,
+                "parallel_exec: the fork server ended during the run; its workers go on, "
+                "their exit statuses are unknown, and new workers are spawned",
+                yellow=True,
+            )
         elif isinstance(event, StartFailed):
             handle = self.pool.workers[event.worker_id]
             self.errors[handle.worker_id] = event.error
@@ -337,6 +385,17 @@ class ParallelRun:
             self.pool.release(handle.worker_id)
             self._merge_junit_properties(message.junit_properties)
             self.running.discard(handle.worker_id)
+            if message.exitstatus == pytest.ExitCode.INTERNAL_ERROR and not any(
+                w == handle.worker_id for w, _ in self.internal_errors
+            ):
+                stderr = read_excerpt(handle.stderr_path)
+                self._internal_error(
+                    handle.worker_id,
+                    "the worker's session ended with an internal error (exit status 3)"
+                    + (f"; its stderr:\n{stderr}" if stderr.strip() else ""),
+                )
+            self._check_nothing_left(handle.worker_id, message.exitstatus)
+            self._started(handle.worker_id)
             self._ensure_capacity()
         elif isinstance(message, protocol.NotFound):
             ids = ", ".join(message.nodeids[:3])
@@ -347,12 +406,113 @@ class ParallelRun:
                     "same tests (random or time-dependent parametrization?)"
                 )
             )
+        elif isinstance(message, protocol.Exited):
+            if self.exit_request is None:
+                self.exit_request = message
+            self._stop_all(message.reason)
         elif isinstance(message, protocol.WorkerError):
-            if message.traceback.startswith("UsageError: ") and not self.nodeids:
-                self.fatal = pytest.UsageError(message.traceback[len("UsageError: ") :])
+            if message.kind == "usage" and not self.nodeids:
+                self.fatal = pytest.UsageError(message.traceback)
                 self._stop_all("usage error")
+            elif message.kind == "usage":
+                self._internal_error(handle.worker_id, f"UsageError: {message.traceback}")
             else:
-                self.errors[handle.worker_id] = message.traceback
+                self._internal_error(handle.worker_id, message.traceback)
+
+    def _internal_error(self, worker_id: str, text: str) -> None:
+        """A worker's INTERNALERROR: shown (tagged with the worker) through pytest's own
+        ``pytest_internalerror`` hook, as a serial run shows one; the run stops and ends
+        with exit code 3.  The same error from another worker is named, not repeated."""
+        self.errors[worker_id] = text
+        same = next((w for w, t in self.internal_errors if t == text), None)
+        self.internal_errors.append((worker_id, text))
+        self.recorder.execution_failed = True
+        if same is not None:
+            terminal_line(
+                self.config, f"INTERNALERROR> [{worker_id}] the same error as {same}", red=True
+            )
+        else:
+            show_internal_error(self.config, worker_id, text)
+        self._stop_all(f"internal error in {worker_id}")
+
+    def _warn_unresolved(self, worker_id: str, classes: tuple[str, ...]) -> None:
+        names = ", ".join(classes)
+        self.stream.publish(
+            rebuild_warning(
+                protocol.SerializedWarning(
+                    message=(
+                        f"parallel_exec: {worker_id} sent values of classes the controller "
+                        f"cannot import ({names}; defined in a test module?): they are shown "
+                        "by their class name only"
+                    ),
+                    category_module="parallel_exec.recording",
+                    category_name="ParallelExecWarning",
+                    filename=__file__,
+                    lineno=0,
+                    line=None,
+                    when="runtest",
+                    nodeid="",
+                    location=None,
+                )
+            )
+        )
+
+    def _check_nothing_left(self, worker_id: str, exitstatus: int) -> None:
+        """A worker that ended its session must have reported every test it was given,
+        unless the run was stopped (those are counted as not run)."""
+        if self.scheduler is None or self.stop_reason is not None or self.fatal is not None:
+            return
+        left = [t for t in self.scheduler.pending(worker_id) if t not in self.reported]
+        if not left:
+            return
+        handle = self.pool.workers[worker_id]
+        why = (
+            f"lost: worker {worker_id} ended its session (exit status {exitstatus}) "
+            "without reporting this test"
+        )
+        stderr = read_excerpt(handle.stderr_path)
+        for index in left:
+            self._apply(self.scheduler.test_finished(worker_id, index, time.monotonic()))
+            self._report_not_run(index, worker_id, why, stderr, origin="lost")
+
+    def _account_for_every_test(self) -> None:
+        """The accounting invariant: every collected test has exactly one result.  A run
+        that was not stopped and still misses one reports it as lost (an error), so the
+        exit code cannot be 0; a stopped run counts the rest as not run."""
+        if self.stop_reason is not None or self.fatal is not None or not self.nodeids:
+            return
+        missing = [i for i in range(len(self.nodeids)) if i not in self.reported]
+        for index in missing:
+            holder = "-"
+            if self.scheduler is not None:
+                holder = next(
+                    (w for w in self.pool.workers if index in self.scheduler.pending(w)), "-"
+                )
+            where = f"assigned to {holder}" if holder != "-" else "never assigned to a worker"
+            self._report_not_run(
+                index,
+                holder,
+                f"lost: the run ended without a result for this test ({where})",
+                read_excerpt(self.pool.workers[holder].stderr_path)
+                if holder in self.pool.workers
+                else "",
+                origin="lost",
+            )
+
+    def _report_not_run(
+        self, index: int, worker_id: str, why: str, stderr: str, origin: str
+    ) -> None:
+        nodeid = self.nodeids[index]
+        location = location_of(nodeid)
+        self._publish_test(
+            worker_id,
+            index,
+            (
+                crash_report(nodeid, location, why, stderr, "setup"),
+                closing_report(nodeid, location),
+            ),
+            origin=origin,
+        )
 
     def _merge_junit_properties(self, properties: tuple[tuple[str, str], ...]) -> None:
         """Suite properties recorded in workers, once each (every worker runs the fixture)."""
@@ -503,6 +663,10 @@ class ParallelRun:
         finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]] = []
         for record in message.tests:
             index = index_of[record.nodeid]
+            if record.partial:  # the rest follows, or the worker's end (see _worker_lost)
+                self.partial[index] = record
+                continue
+            self.partial.pop(index, None)
             self._apply(scheduler.test_finished(worker_id, index, now))
             if index in self.reported:
                 continue
@@ -510,6 +674,13 @@ class ParallelRun:
             if self._retried(worker_id, index, reports):
                 continue
             finished.append((index, record, reports))
+        # What it runs now: a test is timed from here (never from its assignment: a
+        # worker may hold it, unable to start it), and an idle straggler is answered.
+        running = index_of.get(message.running) if message.running is not None else None
+        if running is not None:
+            self._apply(scheduler.test_started(worker_id, running, now))
+        else:
+            self._apply(scheduler.worker_idle(worker_id, now))
         if message.want_more and self.stop_reason is None:
             self._apply(scheduler.work_requested(worker_id, now))
         for index, record, reports in finished:
@@ -590,11 +761,17 @@ class ParallelRun:
         exit_code = self.pool.exit_code(worker_id)
         stderr = handle.stderr_since_test_start()
         detail = self.errors.get(worker_id, "")
+        if exit_code is None and self.pool.exit_status_lost(worker_id):
+            detail = (detail + "\n" if detail else "") + (
+                "its exit status is unknown: the fork server that started it had ended"
+            )
         crashed: int | None = None
+        in_teardown = False
         if self.scheduler is not None:
             running = handle.running_index()
             if running in self.scheduler.pending(worker_id):
                 crashed = running
+                in_teardown = running in self.partial
                 if running not in self.reported:
                     self._report_crashed_test(worker_id, running, exit_code, stderr, detail)
             self.scheduler.worker_lost(worker_id, crashed)
@@ -604,6 +781,7 @@ class ParallelRun:
                 exit_code=exit_code,
                 nodeid=self.nodeids[crashed] if crashed is not None else None,
                 stderr_tail=stderr,
+                in_teardown=in_teardown,
             )
         )
         if self.fatal is not None or self.stop_reason is not None:
@@ -613,16 +791,23 @@ class ParallelRun:
         share = self.share_of.get(worker_id)
         collected = any(c.worker_id == worker_id for c in self.shares.values())
         if self.canonical is None and share is not None and not collected:
-            # Its share of the files was never collected: someone must collect it.
-            if self.restarts < self.max_restarts:
+            # Its share of the files was never collected: someone must collect it, once
+            # more; a second worker that ends the same way would not be the last.
+            failures = self.share_failures[share] = self.share_failures.get(share, 0) + 1
+            if self.restarts < self.max_restarts and failures < MAX_COLLECTION_ATTEMPTS:
                 self.restarts += 1
                 self._spawn([share], replaces=worker_id)
             else:
+                why = (
+                    f"--max-worker-restart ({self.max_restarts}) is exhausted"
+                    if failures < MAX_COLLECTION_ATTEMPTS
+                    else f"so did the {failures - 1} worker(s) started before it for that share"
+                )
+                evidence = read_excerpt(handle.stderr_path)
                 self._fail(
                     WorkerStartError(
                         f"parallel_exec: worker {worker_id} ended before it finished collecting "
-                        f"({describe_exit(exit_code)}) and --max-worker-restart "
-                        f"({self.max_restarts}) is exhausted\n{stderr}{detail}".rstrip()
+                        f"({describe_exit(exit_code)}), and {why}\n{evidence}{detail}".rstrip()
                     )
                 )
             return
@@ -633,6 +818,26 @@ class ParallelRun:
     ) -> None:
         nodeid = self.nodeids[index]
         location = location_of(nodeid)
+        partial = self.partial.pop(index, None)
+        if partial is not None:
+            # Its last test had run; the process ended in the teardown that ends the
+            # session's fixtures: an error of that teardown, as pytest reports one.
+            message = (
+                f"worker {worker_id} ended during the teardown after {nodeid}, its last "
+                f"test ({describe_exit(exit_code)}): the session's fixtures did not finish "
+                "their teardown"
+            )
+            if detail:
+                message += "\n" + detail
+            reports = tuple(deserialize(self.config, dict(d)) for d in partial.reports)
+            self._publish_test(
+                worker_id,
+                index,
+                (*reports, crash_report(nodeid, location, message, stderr, "teardown")),
+                location=partial.location,
+                origin="crash",
+            )
+            return
         message = f"worker {worker_id} crashed while running {nodeid} ({describe_exit(exit_code)})"
         if detail:
             message += "\n" + detail
@@ -672,17 +877,7 @@ class ParallelRun:
                 "is exhausted"
             )
             for index in self.scheduler.unassigned:
-                nodeid = self.nodeids[index]
-                location = location_of(nodeid)
-                self._publish_test(
-                    "-",
-                    index,
-                    (
-                        crash_report(nodeid, location, reason, "", "setup"),
-                        closing_report(nodeid, location),
-                    ),
-                    origin="not-run",
-                )
+                self._report_not_run(index, "-", reason, "", origin="not-run")
             self.scheduler.stop()
 
 
@@ -698,15 +893,89 @@ EAGER_NICE = 10
 #: Cap on workers started for retries (not crashes); a bound against a start/finish loop.
 MAX_EXTRA_WORKERS = 16
 
+#: How many workers may try to collect one share of the files before the run fails: an
+#: error every fresh worker meets (a plugin failing at start-up) is not retried until
+#: the restart budget runs out.
+MAX_COLLECTION_ATTEMPTS = 2
+
+
+def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> None:
+    """Put the terminal's reports in collection order, as a serial run has them: the
+    FAILURES and ERRORS sections and the short summary follow that order, not the
+    order in which tests finished (a report outside the collection keeps its place
+    before them: a collection error, an internal error)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", None)
+    if not isinstance(stats, dict):
+        return
+    rank = {nodeid: i for i, nodeid in enumerate(nodeids)}
+    for key, reports in stats.items():
+        if key != "warnings" and isinstance(reports, list):
+            reports.sort(key=lambda r: rank.get(str(getattr(r, "nodeid", "")), -1))
+
 
 def needs_full_collection(config: pytest.Config) -> bool:
     return any(config.getoption(name, False) for name in GLOBAL_COLLECTION_OPTIONS)
+
+
+#: The flags of ``GLOBAL_COLLECTION_OPTIONS``, for the session header.
+GLOBAL_COLLECTION_FLAGS = {
+    "lf": "--lf",
+    "failedfirst": "--ff",
+    "newfirst": "--nf",
+    "stepwise": "--sw",
+    "stepwise_skip": "--sw-skip",
+}
+
+
+def collection_mode(config: pytest.Config, settings: Settings) -> tuple[str, str | None]:
+    """The collection mode this run uses, and why it is not the one asked for (None: it
+    is).  A partial collection (``imports``, ``split``) becomes ``full`` when an option or
+    a plugin needs every test in one list to select or order them across files."""
+    mode = settings.collection
+    if mode == "full":
+        return mode, None
+    for name in GLOBAL_COLLECTION_OPTIONS:
+        if config.getoption(name, False):
+            return "full", f"{GLOBAL_COLLECTION_FLAGS.get(name, name)} works on the whole test list"
+    plugin = cross_file_reordering(config)
+    if plugin is not None:
+        return "full", f"{plugin} reorders tests across files"
+    return mode, None
 
 
 def location_of(nodeid: str) -> tuple[str, int | None, str]:
     """A location for a test that never reported one (it crashed, or never ran)."""
     path, _, rest = nodeid.partition("::")
     return (path, None, rest.replace("::", ".") or path)
+
+
+class WorkerInternalError(ParallelExecError):
+    """An INTERNALERROR in a worker; its text is the worker's traceback."""
+
+
+class _WorkerErrorRepr(TerminalRepr):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+
+def show_internal_error(config: pytest.Config, worker_id: str, text: str) -> None:
+    """Call ``pytest_internalerror`` as a serial run does for its own internal error (the
+    terminal prints ``INTERNALERROR>`` lines, ``--junitxml`` records it), with the
+    worker's traceback, each line tagged with the worker's id."""
+    tagged = "\n".join(f"[{worker_id}] {line}" for line in text.splitlines())
+    try:
+        raise WorkerInternalError(tagged)
+    except WorkerInternalError:
+        excinfo = pytest.ExceptionInfo[WorkerInternalError].from_current()
+    config.hook.pytest_internalerror(excrepr=_WorkerErrorRepr(tagged), excinfo=excinfo)
 
 
 def describe_exit(code: int | None) -> str:
@@ -736,7 +1005,17 @@ class ControllerPlugin:
         self.store: HistoryStore | None = None
         if not settings.no_history:
             self.store = open_history(config, settings.history)
-        self.timings: dict[str, TestTiming] = self.store.timings() if self.store else {}
+        self.timings: dict[str, TestTiming] = {}
+        if self.store is not None:
+            try:
+                self.timings = self.store.timings()
+            except HistoryError as exc:
+                config.issue_config_time_warning(
+                    ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"),
+                    2,
+                )
+                self.store.close()
+                self.store = None
         self.strategy = settings.dist
         if self.strategy == "auto":
             self.strategy = "time" if self.timings else "load"
@@ -772,9 +1051,13 @@ class ControllerPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Order ``--junitxml`` as a serial run does; settle the exit code; write reports."""
         self.junit_order.reorder()
+        run = self.run
+        if run is not None:
+            order_terminal_stats(self.config, run.nodeids)
         if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-        run = self.run
+        if run is not None and run.internal_errors:
+            session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
         aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
         self.stream.publish(
             events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
@@ -783,13 +1066,20 @@ class ControllerPlugin:
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
-        session = getattr(terminalreporter, "_session", None)
-        stopped = session is not None and (session.shouldfail or session.shouldstop)
-        if run is not None and run.not_run and stopped:
+        if run is not None and run.not_run and run.stop_reason is not None:
             terminalreporter.write_line(
                 f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
                 f"not run ({run.stop_reason})"
             )
+        if run is not None and run.running_at_interrupt:
+            terminalreporter.write_line(
+                "parallel_exec: interrupted while these tests were running:", yellow=True
+            )
+            for worker_id, nodeid, seconds in run.running_at_interrupt:
+                terminalreporter.write_line(
+                    f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s",
+                    yellow=True,
+                )
         for line in self.recorder.summary_lines():
             terminalreporter.write_line(line)
         flaky = self.recorder.flaky

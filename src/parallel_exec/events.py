@@ -88,6 +88,9 @@ def deciding_report(reports: Sequence[pytest.TestReport]) -> pytest.TestReport |
     )
 
 
+#: ``TestFinished.origin`` of tests that never ran: the controller made their reports.
+NOT_RUN_ORIGINS = frozenset({"not-run", "lost"})
+
 #: Outcomes that count against a run (and that ``--retries`` retries).
 FAILING_OUTCOMES = frozenset({"failed", "error"})
 
@@ -128,8 +131,9 @@ class TestFinished:
     location: tuple[str, int | None, str]
     reports: tuple[pytest.TestReport, ...]
     warnings: tuple[WarningRecorded, ...] = ()
-    #: "worker": reports a worker produced; "crash" / "not-run": made by the controller
-    #: for a test whose worker died under it, or that could not be run at all.
+    #: "worker": reports a worker produced; "crash" / "not-run" / "lost": made by the
+    #: controller for a test whose worker died under it, that could not be run at all, or
+    #: that a worker was given and never reported (see the accounting invariant).
     origin: str = "worker"
     attempts: tuple[Attempt, ...] = ()
 
@@ -176,6 +180,21 @@ class WorkerCrashed:
     exit_code: int | None
     nodeid: str | None
     stderr_tail: str
+    #: It ended in the teardown after its last test (``nodeid``), which ends the
+    #: session's fixtures: the test itself had finished.
+    in_teardown: bool = False
+
+    @property
+    def description(self) -> str:
+        """``crashed while running <test> (exit code N)``: one wording for every writer."""
+        if self.in_teardown:
+            what = f"ended in the session teardown after {self.nodeid}"
+        elif self.nodeid:
+            what = f"crashed while running {self.nodeid}"
+        else:
+            what = "crashed between tests"
+        code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
+        return what + code
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
     known = len(controller.timings)
     history = f", history: {known} tests known" if controller.store is not None else ""
+    from .controller import collection_mode
+
+    mode, fallback = collection_mode(config, settings)
+    collection = f", collection={mode} ({fallback})" if fallback is not None else ""
     return [
         f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, "
-        f"dist={controller.strategy}{history}"
+        f"dist={controller.strategy}{history}{collection}"
     ]
 
 

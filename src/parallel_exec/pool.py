@@ -50,6 +50,9 @@ class Received:
 
     worker_id: str
     message: protocol.WorkerMessage
+    #: Classes in the message this process could not import, replaced by stand-ins
+    #: (``protocol.Unresolved``) whose repr names them.
+    unresolved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,13 @@ class StartFailed:
     error: str
 
 
-PoolEvent = Received | ChannelClosed | OutputLine | StartFailed
+@dataclass(frozen=True)
+class ForkServerLost:
+    """The fork server ended during the run: its workers go on (they watch the
+    controller, not it), their exit statuses are unknown, new workers are spawned."""
+
+
+PoolEvent = Received | ChannelClosed | OutputLine | StartFailed | ForkServerLost
 
 
 @dataclass
@@ -101,6 +110,11 @@ class WorkerHandle:
     def running_index(self) -> int:
         """Worker-local index of the test this worker was running (-1: none)."""
         return ProgressFile.read(self.progress_path)
+
+    def running_since(self) -> tuple[int, float]:
+        """Index of the test this worker is running (-1: none) and its start time."""
+        index, _, started = ProgressFile.read_full(self.progress_path)
+        return index, started
 
     def stderr_since_test_start(self) -> str:
         """What the worker wrote to stderr since its last test began (head and tail)."""
@@ -140,9 +154,12 @@ class WorkerPool:
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="parallel_exec")
         self._tail_stop = threading.Event()
         self._tail_thread: threading.Thread | None = None
+        self._tail_suffixes: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._serial = 0
         self._fork_server = fork_server
+        if fork_server is not None:
+            fork_server.on_lost = lambda: self.inbox.put(ForkServerLost())
         self._package_parent = str(Path(__file__).resolve().parent.parent)
 
     # ------------------------------------------------------------ start
@@ -197,11 +214,16 @@ class WorkerPool:
             self.inbox.put(ChannelClosed(worker_id))
             return
         try:
-            message = protocol.decode(payload)
-        except Exception as exc:  # a corrupted stream is the worker's death, not ours
-            self.inbox.put(StartFailed(worker_id, f"undecodable message: {exc}"))
+            message, unresolved = protocol.decode_tolerant(payload)
+        except Exception as exc:
+            # A corrupted stream is the worker's death, not ours; it is killed before its
+            # tests are handed to others, so that none of them can run twice.
+            self.kill(worker_id)
+            self.inbox.put(
+                StartFailed(worker_id, f"undecodable message ({type(exc).__name__}: {exc})")
+            )
             return
-        self.inbox.put(Received(worker_id, message))  # type: ignore[arg-type]
+        self.inbox.put(Received(worker_id, message, unresolved))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ talk
 
@@ -222,6 +244,11 @@ class WorkerPool:
             if h.state not in (WorkerState.FINISHED, WorkerState.CRASHED)
         ]
 
+    def exit_status_lost(self, worker_id: str) -> bool:
+        """The worker ended after the fork server that started it: nobody could read its
+        exit status."""
+        return bool(getattr(self.workers[worker_id].process, "ended_unseen", False))
+
     def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
         handle = self.workers[worker_id]
         if handle.process is None:
@@ -234,8 +261,11 @@ class WorkerPool:
 
     # ------------------------------------------------------------ output
 
-    def stream_output(self) -> None:
-        """Forward what workers write outside capture as ``OutputLine`` events."""
+    def stream_output(self, stdout: bool) -> None:
+        """Forward what workers write outside pytest's capture as ``OutputLine`` events:
+        their standard error always (a ``faulthandler_timeout`` dump, a plugin's
+        banner), their standard output only when asked (``-s``)."""
+        self._tail_suffixes = (".out", ".err") if stdout else (".err",)
         self._tail_thread = threading.Thread(
             target=self._tail_loop, name="parallel_exec-output", daemon=True
         )
@@ -249,7 +279,7 @@ class WorkerPool:
 
     def drain_output(self, partial: dict[tuple[str, str], str], final: bool = False) -> None:
         for handle in list(self.workers.values()):
-            for suffix in (".out", ".err"):
+            for suffix in self._tail_suffixes:
                 path = handle.files_base + suffix
                 try:
                     with open(path, "rb") as fh:

@@ -16,10 +16,11 @@ so that a worker can name the test in progress in its progress file.
 
 from __future__ import annotations
 
+import io
 import pickle
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 PROTOCOL_VERSION = 1
 
@@ -47,6 +48,12 @@ class WorkerSetup:
     #: Stop on ``-x`` / ``--maxfail`` by itself (False with ``--retries``: a failure may be
     #: retried, so only the controller knows whether it is final).
     stop_on_failure: bool = True
+    #: The controller's process id: a worker ends itself when that process is gone (its
+    #: own parent is the fork server for a forked worker).
+    controller_pid: int = 0
+    #: Import every test module in walk order, those outside the share too, without
+    #: building their tests (the ``imports`` collection mode; see ``collection.py``).
+    import_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,17 +153,30 @@ class TestRecord:
     location: tuple[str, int | None, str]
     reports: tuple[dict[str, Any], ...]
     warnings: tuple[SerializedWarning, ...] = ()
+    #: Sent before the test is over: the reports so far of a worker's last test, before
+    #: its teardown ends the session's fixtures (which may end the process).  The full
+    #: record follows unless the worker dies.
+    partial: bool = False
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A batch of finished tests and warnings; ``want_more`` asks for more work."""
+    """A batch of finished tests and warnings; ``want_more`` asks for more work.
+
+    ``running`` is the test the worker runs now or starts at once, after the finished
+    ones; None: it runs nothing until it hears from the controller (it holds no test, or
+    one it keeps until it knows the next one or is drained).  The scheduler times a test
+    from the message that names it, so a test a worker holds but has not started is never
+    taken for a slow one.  A worker says it only when it changes between running and not
+    running (or along with a message it sends anyway): fast tests cost no extra message.
+    """
 
     worker_id: str
     tests: tuple[TestRecord, ...] = ()
     warnings: tuple[SerializedWarning, ...] = ()
     want_more: bool = False
     queued: int = 0
+    running: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,15 +188,31 @@ class SessionFinished:
     junit_properties: tuple[tuple[str, str], ...] = ()
 
 
+#: ``usage``: the worker's command line was refused (pytest's exit code 4);
+#: ``internal``: pytest's machinery or a plugin raised (an INTERNALERROR, exit code 3).
+WorkerErrorKind = Literal["usage", "internal"]
+
+
 @dataclass(frozen=True)
 class WorkerError:
-    """An internal error inside the worker machinery (not a test failure)."""
+    """An error inside the worker machinery (not a test failure)."""
 
     worker_id: str
     traceback: str
+    kind: WorkerErrorKind = "internal"
 
 
-WorkerMessage = Hello | Collected | NotFound | Progress | SessionFinished | WorkerError
+@dataclass(frozen=True)
+class Exited:
+    """A test or plugin called ``pytest.exit`` in this worker: the whole run ends so, as
+    a serial session does (its message, its exit code)."""
+
+    worker_id: str
+    reason: str
+    returncode: int | None
+
+
+WorkerMessage = Hello | Collected | NotFound | Progress | SessionFinished | WorkerError | Exited
 
 # ---------------------------------------------------------------- pool <-> fork server
 
@@ -240,3 +276,82 @@ def decode(payload: bytes) -> Message:
     if not isinstance(message, MESSAGE_TYPES):
         raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
     return message  # type: ignore[return-value]
+
+
+class Unresolved:
+    """Stands for an object whose class the receiving process cannot import (a class
+    defined in a test module the controller never imports): its repr names the class."""
+
+    _qualified = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Unresolved:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{self._qualified} object (its class is not importable here)>"
+
+    __str__ = __repr__
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(io.BytesIO(payload))
+        self.unresolved: list[str] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            qualified = f"{module}.{name}"
+            self.unresolved.append(qualified)
+            return type(name, (Unresolved,), {"_qualified": qualified, "__module__": module})
+
+
+def decode_tolerant(payload: bytes) -> tuple[Message, tuple[str, ...]]:
+    """``decode``, but a class this process cannot import becomes an ``Unresolved``
+    stand-in instead of an error; also returns the names of such classes."""
+    try:
+        return decode(payload), ()
+    except (ImportError, AttributeError):
+        pass
+    unpickler = _TolerantUnpickler(payload)
+    message = unpickler.load()
+    if not isinstance(message, MESSAGE_TYPES):
+        raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
+    return message, tuple(dict.fromkeys(unpickler.unresolved))  # type: ignore[return-value]
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object (repr failed: {type(exc).__name__})>"
+
+
+def make_picklable(value: Any, replaced: list[str]) -> Any:
+    """``value`` with every part that cannot be pickled replaced by its ``repr``; the
+    reprs of the replaced parts are appended to ``replaced``."""
+    if _picklable(value):
+        return value
+    if isinstance(value, dict):
+        return {make_picklable(k, replaced): make_picklable(v, replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [make_picklable(v, replaced) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    text = _safe_repr(value)
+    replaced.append(text)
+    return text

@@ -9,7 +9,6 @@ learning-outcome record, folds the durations into the timing history and writes
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from . import events
 from ._version import __version__
 from .errors import HistoryError
+from .files import write_atomically
 from .history import HistoryStore, TestResult
 from .learning import LearningOutcome, RanTest, summarize
 
@@ -32,10 +32,25 @@ def cache_dir(config: pytest.Config) -> Path:
     try:
         raw = str(config.getini("cache_dir"))
     except ValueError:  # -p no:cacheprovider: the ini key is not registered
-        value = config.inicfg.get("cache_dir")
-        raw = str(getattr(value, "value", value) or ".pytest_cache")
+        raw = str(_unregistered_ini_value(config, "cache_dir") or ".pytest_cache")
     path = Path(os.path.expanduser(os.path.expandvars(raw)))
     return path if path.is_absolute() else config.rootpath / path
+
+
+def _unregistered_ini_value(config: pytest.Config, name: str) -> object:
+    """The raw configuration value of ``name``, an ini key no plugin registered (so
+    ``config.getini`` refuses it), or None.
+
+    pytest has no public API for this.  pytest 9.0 and later keep the values in the
+    private ``Config._inicfg`` (``ConfigValue`` objects, ``-o`` overrides merged in) and
+    turn ``Config.inicfg`` into a proxy, which pytest 9.1 and later deprecate (a warning, an
+    error in a suite with ``filterwarnings = error``).  pytest 8.x has only the public
+    ``Config.inicfg``, a dict of plain values."""
+    inicfg = getattr(config, "_inicfg", None)  # pytest >= 9.0
+    if inicfg is None:  # pytest 8.x
+        inicfg = getattr(config, "inicfg", None) or {}
+    value = inicfg.get(name)
+    return getattr(value, "value", value)
 
 
 def history_path(config: pytest.Config, explicit: str | None) -> Path:
@@ -46,7 +61,12 @@ def history_path(config: pytest.Config, explicit: str | None) -> Path:
 
 
 def open_history(config: pytest.Config, explicit: str | None) -> HistoryStore | None:
-    """The store, or None (with one warning) when it cannot be used in this run."""
+    """The store, or None (with one warning) when it cannot be used in this run.
+
+    A store that cannot be written comes back read-only (with one warning): the run plans
+    from it and ``OutcomeRecorder`` does not write it.  Every failure of the store is a
+    ``HistoryError`` (an ``OSError`` at most from the file system around it).
+    """
     path = history_path(config, explicit)
 
     def warn(message: str) -> None:
@@ -72,19 +92,6 @@ def report_warning(config: pytest.Config, warning: Warning) -> None:
     config.hook.pytest_warning_recorded.call_historic(
         kwargs=dict(warning_message=message, when="runtest", nodeid="", location=None)
     )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class OutcomeRecorder:
@@ -155,7 +162,7 @@ class OutcomeRecorder:
         )
         record = self.outcome.model_dump(mode="json")
         flaky = set(self.flaky)
-        if self.store is not None:
+        if self.store is not None and not self.store.read_only:  # read-only: warned at open
             try:
                 self.store.record(
                     (

@@ -70,12 +70,10 @@ class HookReplay:
             for warning in event.warnings:
                 self._warning(warning)
         elif isinstance(event, events.WorkerOutput):
-            if self._stream_output:
+            if self._stream_output or event.stream == "stderr":
                 self._write_line(f"[{event.worker_id}] {event.text}")
         elif isinstance(event, events.WorkerCrashed):
-            what = f"while running {event.nodeid}" if event.nodeid else "between tests"
-            code = "" if event.exit_code is None else f" (exit code {event.exit_code})"
-            self._write_line(f"[{event.worker_id}] worker crashed {what}{code}")
+            self._write_line(f"[{event.worker_id}] worker {event.description}")
 
     def _test(self, event: events.TestFinished) -> None:
         location: Any = event.location

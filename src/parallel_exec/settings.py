@@ -14,6 +14,7 @@ import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +83,11 @@ def parse_dist(value: str) -> str:
     return text
 
 
-COLLECTION_MODES = ("split", "full")
+#: ``imports`` (the default): every worker imports every test module, in walk order, as a
+#: serial run does, but builds test items only for its share of the files; ``split``:
+#: a worker imports only its share (cheaper, but a module that depends on another test
+#: module's import side effects can fail); ``full``: every worker collects everything.
+COLLECTION_MODES = ("imports", "split", "full")
 
 
 def parse_collection(value: str) -> str:
@@ -173,12 +178,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flags=("--collection",),
         dest="pe_collection",
         parse=parse_collection,
-        default="split",
-        metavar="split|full",
-        help="'split' (default): the first workers share the test files between them, "
-        "each importing only its share, and import other files only when work moves; "
+        default="imports",
+        metavar="imports|split|full",
+        help="'imports' (default): every worker imports every test module in collection "
+        "order, as a serial run does, but builds the tests of its share of the files "
+        "only; 'split': each worker imports only its share of the test modules (faster "
+        "to collect, but a test module that relies on another test module having been "
+        "imported, e.g. for a package submodule, can fail where it passes serially); "
         "'full': every worker collects every test, as pytest-xdist does (a collection "
-        "that differs between workers is then detected at once).",
+        "that differs between workers is then detected at once).  'imports' and 'split' "
+        "fall back to 'full' when a plugin reorders tests across files (pytest-randomly, "
+        "pytest-order, pytest-repeat --repeat-scope=session, pytest-random-order) or with "
+        "--lf, --ff, --nf, --sw.",
     ),
     OptionSpec(
         flags=("--start-method",),
@@ -328,7 +339,7 @@ class Settings:
     workers: WorkerCount | None
     dist: str
     max_worker_restart: int | None
-    collection: str = "split"
+    collection: str = "imports"
     start_method: str = "auto"
     history: str | None = None
     no_history: bool = False
@@ -357,6 +368,31 @@ class Settings:
         return self.workers.fixed != 0
 
 
+#: Options naming a file written when the run ends; checked when the run starts.
+REPORT_PATH_OPTIONS = frozenset(
+    {"pe_report_outcome", "pe_report_junit", "pe_report_json", "pe_report_tap"}
+)
+
+
+def check_report_path(value: str, invocation_dir: Path, dest: str) -> None:
+    """Refuse a report path that can never be written, as pytest refuses such a
+    ``--junitxml``: an existing directory, or one below a parent that is a file.  Only
+    looks (nothing is created before the run).  ``--report-tap -`` is standard output."""
+    if not value or (value == "-" and dest == "pe_report_tap"):
+        return
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = invocation_dir / path
+    try:
+        if path.is_dir():
+            raise OptionError(f"{value!r} is a directory, expected a file name")
+        parent = next((p for p in path.parents if p.exists()), None)
+    except OSError:  # cannot look (permissions): writing the report will tell
+        return
+    if parent is not None and not parent.is_dir():
+        raise OptionError(f"{value!r}: {str(parent)!r} is not a directory")
+
+
 def _value(config: pytest.Config, spec: OptionSpec) -> Any:
     raw = config.getoption(spec.dest, None)
     source = spec.display
@@ -369,7 +405,10 @@ def _value(config: pytest.Config, spec: OptionSpec) -> Any:
     if raw is None:
         return None
     try:
-        return spec.parse(raw)
+        value = spec.parse(raw)
+        if spec.dest in REPORT_PATH_OPTIONS:
+            check_report_path(value, config.invocation_params.dir, spec.dest)
+        return value
     except OptionError as exc:
         raise pytest.UsageError(f"parallel_exec: invalid value for {source}: {exc}") from None
 

@@ -15,6 +15,7 @@ test being run is kept in a small progress file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import signal
@@ -40,7 +41,7 @@ LOW_WATER = 2
 FLUSH_INTERVAL = 0.02
 FLUSH_SIZE = 500
 
-PROGRESS_FORMAT = struct.Struct("<qq")
+PROGRESS_FORMAT = struct.Struct("<qqd")
 IDLE = -1
 
 
@@ -58,7 +59,8 @@ def bootstrap_source(package_parent: str, nice: int = 0) -> str:
 
 
 class ProgressFile:
-    """The controller's index of the test in progress (-1: none) and where its stderr starts.
+    """The controller's index of the test in progress (-1: none), where its stderr starts
+    and when it started (``time.time()``).
 
     Written before and after every test with one ``pwrite`` (no flush needed: the
     kernel keeps it when the process dies), read by the controller after a crash.
@@ -70,20 +72,28 @@ class ProgressFile:
 
     def write(self, index: int) -> None:
         stderr_at = os.fstat(_stderr_file_fd).st_size if index != IDLE else 0
-        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at), 0)
+        started = time.time() if index != IDLE else 0.0
+        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at, started), 0)
 
     @staticmethod
-    def read_entry(path: str) -> tuple[int, int]:
-        """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
+    def read_full(path: str) -> tuple[int, int, float]:
+        """``(index, stderr offset, start time)``; ``(-1, 0, 0.0)`` when there is nothing
+        to read."""
         try:
             with open(path, "rb") as fh:
                 data = fh.read(PROGRESS_FORMAT.size)
         except OSError:
-            return IDLE, 0
+            return IDLE, 0, 0.0
         if len(data) != PROGRESS_FORMAT.size:
-            return IDLE, 0
-        index, stderr_at = PROGRESS_FORMAT.unpack(data)
-        return int(index), int(stderr_at)
+            return IDLE, 0, 0.0
+        index, stderr_at, started = PROGRESS_FORMAT.unpack(data)
+        return int(index), int(stderr_at), float(started)
+
+    @classmethod
+    def read_entry(cls, path: str) -> tuple[int, int]:
+        """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
+        index, stderr_at, _ = cls.read_full(path)
+        return index, stderr_at
 
     @classmethod
     def read(cls, path: str) -> int:
@@ -107,6 +117,25 @@ def serialize_warning(
         when=when,
         nodeid=nodeid,
         location=location,
+    )
+
+
+def unsendable_warning(nodeid: str, replaced: list[str]) -> protocol.SerializedWarning:
+    """The warning for a test whose reports held values that could not be sent."""
+    shown = ", ".join(replaced[:3]) + (", ..." if len(replaced) > 3 else "")
+    return protocol.SerializedWarning(
+        message=(
+            f"parallel_exec: {len(replaced)} value(s) in the reports of {nodeid} could not "
+            f"be sent from the worker (not picklable) and are reported as their repr: {shown}"
+        ),
+        category_module="parallel_exec.recording",
+        category_name="ParallelExecWarning",
+        filename=nodeid.split("::", 1)[0],
+        lineno=0,
+        line=None,
+        when="runtest",
+        nodeid=nodeid,
+        location=None,
     )
 
 
@@ -135,16 +164,23 @@ class WorkerSession:
         self.inbox: queue.SimpleQueue[protocol.ControllerMessage | None] = queue.SimpleQueue()
         self.stop_requested = threading.Event()
         self.progress = ProgressFile(setup.progress_path)
-        self.collection = SplitCollection(config, setup.share)
+        self.collection = SplitCollection(config, setup.share, setup.import_all)
         config.pluginmanager.register(self.collection, "parallel_exec_collection")
         self._queue: deque[pytest.Item] = deque()
         self._drained = False
         self._asked = False
+        self._told_running = False  # what the last Progress said: a test runs
         self._batch: list[protocol.TestRecord] = []
         self._batch_warnings: list[protocol.SerializedWarning] = []
         self._current_reports: list[dict[str, Any]] | None = None
         self._current_warnings: list[protocol.SerializedWarning] = []
         self._last_flush = time.monotonic()
+        #: Held while the batch changes or a message is sent: the flusher thread sends
+        #: what finished while a long test runs (see ``_flush_while_running``).
+        self._lock = threading.RLock()
+        #: The test running now (None between tests), for the flusher.
+        self._running: pytest.Item | None = None
+        self._flusher_stop = threading.Event()
         self._collect_reports: list[dict[str, Any]] = []
         self._collect_warnings: list[protocol.SerializedWarning] = []
         self._deselected: list[str] = []
@@ -168,7 +204,9 @@ class WorkerSession:
         self.inbox.put(message)  # type: ignore[arg-type]
 
     def send(self, message: protocol.WorkerMessage) -> None:
-        self.channel.send(protocol.encode(message))
+        payload = protocol.encode(message)
+        with self._lock:
+            self.channel.send(payload)
 
     def _apply(self, message: protocol.ControllerMessage | None) -> None:
         if message is None or isinstance(message, protocol.Stop):
@@ -192,8 +230,26 @@ class WorkerSession:
         except queue.Empty:
             pass
 
-    def flush(self, want_more: bool = False) -> None:
-        if not (self._batch or self._batch_warnings or want_more):
+    def _next_to_run(self) -> pytest.Item | None:
+        """The test the run loop starts as soon as it comes round, if it may start one."""
+        queue = self._queue
+        return queue[0] if len(queue) >= 2 or (queue and self._drained) else None
+
+    def flush(self, want_more: bool = False, running: pytest.Item | None = None) -> None:
+        """Send finished tests and warnings, ask for more work (``want_more``), and say
+        which test runs now or starts at once (``running``; None: none, the worker waits
+        or ends).  Sent with nothing else only when it changes between running and not
+        running, so that fast tests cost no message of their own."""
+        with self._lock:
+            self._flush(want_more, running)
+
+    def _flush(self, want_more: bool, running: pytest.Item | None) -> None:
+        if not (
+            self._batch
+            or self._batch_warnings
+            or want_more
+            or self._told_running != (running is not None)
+        ):
             return
         message = protocol.Progress(
             worker_id=self.worker_id,
@@ -201,11 +257,49 @@ class WorkerSession:
             warnings=tuple(self._batch_warnings),
             want_more=want_more,
             queued=len(self._queue),
+            running=running.nodeid if running is not None else None,
         )
+        try:
+            payload = protocol.encode(message)
+        except Exception:
+            payload = protocol.encode(self._picklable(message))
         self._batch.clear()
         self._batch_warnings.clear()
         self._last_flush = time.monotonic()
-        self.send(message)
+        self.channel.send(payload)
+        self._told_running = running is not None
+
+    def _flush_while_running(self) -> None:
+        """Runs on a thread of its own: what finished must not wait in the batch while
+        the next test runs long (a fast test, then a five-second one: the fast one's
+        result reaches the controller at once, not five seconds later).  Results still
+        travel in batches: at most one message per ``FLUSH_INTERVAL``."""
+        while not self._flusher_stop.wait(FLUSH_INTERVAL):
+            with self._lock:
+                running = self._running
+                if (
+                    running is not None
+                    and (self._batch or self._batch_warnings)
+                    and time.monotonic() - self._last_flush >= FLUSH_INTERVAL
+                ):
+                    with contextlib.suppress(Exception):  # the main thread sees it fail too
+                        self._flush(False, running)
+
+    def _picklable(self, message: protocol.Progress) -> protocol.Progress:
+        """The batch with what cannot be sent (a lock in ``record_property``...) replaced
+        by its ``repr``, test by test, with a warning on each test concerned: one test's
+        value never takes the other tests of its batch with it."""
+        records = []
+        for record in message.tests:
+            replaced: list[str] = []
+            reports = tuple(protocol.make_picklable(r, replaced) for r in record.reports)
+            warned = list(protocol.make_picklable(w, replaced) for w in record.warnings)
+            if replaced:
+                warned.append(unsendable_warning(record.nodeid, list(dict.fromkeys(replaced))))
+            records.append(dataclasses.replace(record, reports=reports, warnings=tuple(warned)))
+        replaced = []
+        warnings_ = tuple(protocol.make_picklable(w, replaced) for w in message.warnings)
+        return dataclasses.replace(message, tests=tuple(records), warnings=warnings_)
 
     # ------------------------------------------------------------ junitxml mirror
 
@@ -304,6 +398,19 @@ class WorkerSession:
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             self._pump(block=True)  # wait for the controller's Stop
             return True
+        flusher = threading.Thread(
+            target=self._flush_while_running, name="parallel_exec-flush", daemon=True
+        )
+        flusher.start()
+        try:
+            self._run_loop(session)
+        finally:
+            self._flusher_stop.set()
+            flusher.join()
+        self.flush()
+        return True
+
+    def _run_loop(self, session: pytest.Session) -> None:
         while True:
             self._pump(block=False)
             if self.stop_requested.is_set():
@@ -315,34 +422,36 @@ class WorkerSession:
                     # Ask before running, so that the answer travels while the test runs
                     # (asking after it would leave the worker waiting for a round trip).
                     self._asked = True
-                    self.flush(want_more=True)
+                    self.flush(want_more=True, running=item)
+                elif not self._told_running:
+                    self.flush(running=item)  # it starts after waiting: its clock starts
                 self._run_one(item, nextitem)
                 if (session.shouldfail or session.shouldstop) and self.setup.stop_on_failure:
                     break  # -x, --maxfail, stepwise: the same stop as a serial loop
                 if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
                     self._asked = True
-                    self.flush(want_more=True)
+                    self.flush(want_more=True, running=self._next_to_run())
                 elif (
                     len(self._batch) >= FLUSH_SIZE
                     or time.monotonic() - self._last_flush >= FLUSH_INTERVAL
                 ):
-                    self.flush()
+                    self.flush(running=self._next_to_run())
             elif self._drained and not self._queue:
                 break
             else:
+                # It holds one test it cannot start yet, or none: it says it runs nothing.
                 if not self._asked and not self._drained:
                     self._asked = True
                     self.flush(want_more=True)
                 else:
                     self.flush()
                 self._pump(block=True)
-        self.flush()
-        return True
 
     def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self._current_reports = []
         self._current_warnings = []
         self.progress.write(self._index_of[item.nodeid])
+        self._running = item
         try:
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         finally:
@@ -355,7 +464,9 @@ class WorkerSession:
             )
             self._current_reports = None
             self._current_warnings = []
-            self._batch.append(record)
+            with self._lock:
+                self._running = None
+                self._batch.append(record)
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -378,11 +489,51 @@ class WorkerSession:
         elif not self._collected_sent:
             self._collect_warnings.append(serialized)  # the controller removes repeats
         else:
-            self._batch_warnings.append(serialized)
+            with self._lock:
+                self._batch_warnings.append(serialized)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Before the last test's teardown (which ends the session's fixtures, and may end
+        the process with them), send what is known of the test: the controller can then
+        attach an end of the process there to the teardown, as pytest would an error."""
+        if nextitem is None and self._current_reports is not None:
+            partial = protocol.TestRecord(
+                nodeid=item.nodeid,
+                location=item.location,
+                reports=tuple(self._current_reports),
+                partial=True,
+            )
+            with self._lock:
+                self._batch.append(partial)
+                self._flush(False, item)  # still running: its teardown
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.flush()
+
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """``pytest.exit`` in a test or plugin (a worker ignores SIGINT, so nothing else
+        gets here): the controller ends the whole run the same way."""
+        value = excinfo.value
+        if isinstance(value, pytest.exit.Exception):
+            with contextlib.suppress(Exception):
+                self.flush()
+            with contextlib.suppress(Exception):
+                self.send(protocol.Exited(self.worker_id, value.msg, value.returncode))
+
+    @pytest.hookimpl
+    def pytest_internalerror(self, excrepr: Any, excinfo: Any) -> bool:
+        """pytest's machinery or a plugin raised in this worker: the controller shows it
+        and ends the run as a serial INTERNALERROR ends it.  What finished before is
+        sent first.  Handled here: pytest does not also print it to this worker's stderr
+        (which the controller shows too)."""
+        with contextlib.suppress(Exception):
+            self.flush()
+        with contextlib.suppress(Exception):
+            self.send(protocol.WorkerError(self.worker_id, str(excrepr), "internal"))
+        return True
 
 
 # ---------------------------------------------------------------- process set-up
@@ -434,13 +585,30 @@ _hard_exit = os._exit
 _stderr_file_fd = 2
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """End this worker if the controller disappears without telling it."""
+def _watch_parent(controller_pid: int) -> None:
+    """End this worker if the controller disappears without telling it.
+
+    A spawned worker is the controller's child: its parent changes when the controller
+    dies.  A forked worker is the fork server's child, and must outlive that server if it
+    dies: it watches the controller's process id itself.
+    """
+    parent = os.getppid()
+
+    def gone() -> bool:
+        if parent == controller_pid:
+            return os.getppid() != parent
+        try:
+            os.kill(controller_pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def watch() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent_pid:
+            if gone():
                 _hard_exit(70)
 
     threading.Thread(target=watch, name="parallel_exec-parent-watch", daemon=True).start()
@@ -483,7 +651,7 @@ def main(channel: Any) -> None:
         )
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
-    _watch_parent(os.getppid())
+    _watch_parent(setup.controller_pid or os.getppid())
     _redirect_output(setup.progress_path.rsplit(".", 1)[0])
     os.chdir(setup.invocation_dir)
     for entry in reversed(setup.sys_path):
@@ -522,8 +690,10 @@ def main(channel: Any) -> None:
             )
         )
     except BaseException as exc:
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if isinstance(exc, pytest.UsageError):
-            detail = "UsageError: " + str(exc)
+            error = protocol.WorkerError(worker_id, str(exc), "usage")
+        else:
+            detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            error = protocol.WorkerError(worker_id, detail.rstrip("\n"), "internal")
         with contextlib.suppress(Exception):
-            channel.send(protocol.encode(protocol.WorkerError(worker_id, detail)))
+            channel.send(protocol.encode(error))

@@ -55,3 +55,56 @@ def test_invalid_ini_value(runner: PluginRunner, ini_line: str, ini_name: str) -
     runner.pytester.makeini(f"[pytest]\n{ini_line}\n")
     runner.pytester.makepyfile(test_trivial=TRIVIAL_SUITE)
     assert_usage_error_naming(runner, runner.run(), ini_name)
+
+
+#: Leaves a file behind when its test runs: a usage error must stop the run before that.
+RECORDING_SUITE = """
+import pathlib
+
+def test_records():
+    pathlib.Path(__file__).with_name("ran").write_text("yes")
+"""
+
+
+def assert_nothing_ran(runner: PluginRunner) -> None:
+    assert not (runner.pytester.path / "ran").exists(), "a test ran despite the usage error"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--report-junit", "somedir"),
+        ("--report-json", "somedir"),
+        ("--report-tap", "somedir"),
+        ("--report-outcome", "somedir"),
+        ("--report-junit", "afile/report.xml"),
+        ("--report-json", "afile/deeper/report.json"),
+    ],
+)
+def test_report_path_that_cannot_be_a_file(runner: PluginRunner, option: str, value: str) -> None:
+    """Refused up front, as pytest refuses such a ``--junitxml``, not after the run."""
+    runner.pytester.mkdir("somedir")
+    runner.pytester.path.joinpath("afile").write_text("")
+    runner.pytester.makepyfile(test_records=RECORDING_SUITE)
+    result = runner.run(option, value, workers=2)
+    assert_usage_error_naming(runner, result, option)
+    assert_nothing_ran(runner)
+    assert list((runner.pytester.path / "somedir").iterdir()) == []
+
+
+def test_report_path_in_ini_that_is_a_directory(runner: PluginRunner) -> None:
+    runner.pytester.mkdir("somedir")
+    runner.pytester.makeini("[pytest]\nparallel_exec_report_json = somedir\n")
+    runner.pytester.makepyfile(test_records=RECORDING_SUITE)
+    result = runner.run(workers=2)
+    assert_usage_error_naming(runner, result, "parallel_exec_report_json")
+    assert_nothing_ran(runner)
+
+
+def test_report_paths_that_can_be_written_are_accepted(runner: PluginRunner) -> None:
+    """A missing parent directory is created at the end; ``--report-tap -`` is stdout."""
+    runner.pytester.makepyfile(test_records=RECORDING_SUITE)
+    result = runner.run("--report-junit", "new/dir/report.xml", "--report-tap", "-", workers=2)
+    assert result.ret == pytest.ExitCode.OK, runner.output(result)
+    assert (runner.pytester.path / "new" / "dir" / "report.xml").is_file()
+    assert "TAP version 13" in result.stdout.str()

@@ -1,10 +1,12 @@
-"""Split collection: the first workers share the test files instead of each importing all.
+"""Partial collection: the first workers share the test files instead of each collecting all.
 
-With ``--collection=split`` (the default) each first-wave worker imports only its share
-of the test modules, and a module is imported elsewhere only when work from it moves
-(stealing).  These runs check what that must not change: every test runs with its serial
-outcome, ``-k`` / ``--deselect`` select the same tests, a collection error is reported
-once, and a warning raised while importing is counted once, not once per worker.
+With ``--collection=split`` each first-wave worker imports only its share of the test
+modules, and a module is imported elsewhere only when work from it moves (stealing).
+With ``--collection=imports`` (the default) every worker imports every test module, as
+a serial run does, but builds the tests of its share only.  These runs check what that
+must not change: every test runs with its serial outcome, ``-k`` / ``--deselect`` select
+the same tests, a collection error is reported once, and a warning raised while
+importing is counted once, not once per worker.
 
 Every test module here appends ``<module> <worker>`` to ``imports.log`` when it is
 imported (module-level code), and ``START <worker>`` when a module's first test runs;
@@ -118,7 +120,7 @@ def test_split_collection_does_not_import_every_file_in_every_worker(
     assert serial.counts == {"passed": FILE_COUNT * TESTS_PER_MODULE}
     assert sorted(take_imports(runner.pytester)) == [(m, "serial") for m in MODULES]
 
-    parallel = runner.observe(workers=WORKERS)
+    parallel = runner.observe("--collection=split", workers=WORKERS)
     assert_same_outcomes(serial, parallel)
     log = take_log(runner.pytester)
     imports = [record for record in log if record[0] != "START"]
@@ -134,25 +136,63 @@ def test_split_collection_does_not_import_every_file_in_every_worker(
     assert len(set(imports)) == len(imports), imports
 
 
-def test_split_collection_is_the_default(runner: PluginRunner) -> None:
+def test_split_collection_imports_a_share_per_worker(runner: PluginRunner) -> None:
     write_suite(runner.pytester)
-    # Without history both runs use the load strategy, which starts each worker on its
+    # Without history the run uses the load strategy, which starts each worker on its
     # own share (a timed plan may move a file before the first test, for balance).
-    default = runner.run("-q", "--no-history", workers=WORKERS)
-    default_log = take_log(runner.pytester)
     split = runner.run("-q", "--no-history", "--collection=split", workers=WORKERS)
     split_log = take_log(runner.pytester)
 
-    for result in (default, split):
+    split.assert_outcomes(passed=FILE_COUNT * TESTS_PER_MODULE)
+    assert {m for m, _ in split_log if m != "START"} == set(MODULES)
+    # Each worker started with its share: half the files (stealing may add more later,
+    # which depends on timing and is not asserted).
+    before = collected_before_running(split_log)
+    assert sorted(before) == ["gw0", "gw1"], split_log
+    assert all(len(modules) == FILE_COUNT // WORKERS for modules in before.values()), split_log
+    assert set.union(*before.values()) == set(MODULES), split_log
+
+
+#: Logs how many tests each worker built during its collection (``imports`` builds the
+#: tests of the worker's share only, ``full`` all of them).
+BUILT_CONFTEST = """
+import os
+import pathlib
+
+
+def pytest_collection_finish(session):
+    with open(pathlib.Path(__file__).with_name("built.log"), "a", encoding="utf-8") as log:
+        worker = os.environ.get("PARALLEL_EXEC_WORKER", "serial")
+        log.write(f"{worker} {len(session.items)}\\n")
+"""
+
+
+def take_built(pytester: pytest.Pytester) -> dict[str, int]:
+    log = Path(pytester.path, "built.log")
+    built = dict(line.split() for line in log.read_text(encoding="utf-8").splitlines())
+    log.unlink()
+    return {worker: int(count) for worker, count in built.items()}
+
+
+def test_imports_collection_is_the_default(runner: PluginRunner) -> None:
+    runner.pytester.makeconftest(BUILT_CONFTEST)
+    write_suite(runner.pytester)
+    default = runner.run("-q", "--no-history", workers=WORKERS)
+    default_log, default_built = take_log(runner.pytester), take_built(runner.pytester)
+    imports = runner.run("-q", "--no-history", "--collection=imports", workers=WORKERS)
+    imports_log, imports_built = take_log(runner.pytester), take_built(runner.pytester)
+
+    for result in (default, imports):
         result.assert_outcomes(passed=FILE_COUNT * TESTS_PER_MODULE)
-    for log in (default_log, split_log):
-        assert {m for m, _ in log if m != "START"} == set(MODULES)
-        # Each worker started with its share: half the files (stealing may add more
-        # later, which depends on timing and is not asserted).
+    for log, built in ((default_log, default_built), (imports_log, imports_built)):
+        # Every worker imported every module before its first test, each once...
         before = collected_before_running(log)
         assert sorted(before) == ["gw0", "gw1"], log
-        assert all(len(modules) == FILE_COUNT // WORKERS for modules in before.values()), log
-        assert set.union(*before.values()) == set(MODULES), log
+        assert all(modules == set(MODULES) for modules in before.values()), log
+        imported = [record for record in log if record[0] != "START"]
+        assert len(imported) == len(set(imported)) == WORKERS * FILE_COUNT, log
+        # ...but built the tests of its share only.
+        assert built == dict.fromkeys(("gw0", "gw1"), FILE_COUNT // WORKERS * TESTS_PER_MODULE)
 
 
 def test_full_collection_imports_every_file_in_every_worker(runner: PluginRunner) -> None:
@@ -177,7 +217,7 @@ def test_full_collection_imports_every_file_in_every_worker(runner: PluginRunner
 # --------------------------------------------------------------------------- selection
 
 
-@pytest.mark.parametrize("mode", ["split", "full"])
+@pytest.mark.parametrize("mode", ["imports", "split", "full"])
 def test_k_and_deselect_select_the_same_tests_as_serial(runner: PluginRunner, mode: str) -> None:
     write_suite(runner.pytester)
     args = (
@@ -228,7 +268,7 @@ def test_never():
 """
 
 
-@pytest.mark.parametrize("mode", ["split", "full"])
+@pytest.mark.parametrize("mode", ["imports", "split", "full"])
 def test_collection_error_in_one_file_is_reported_once(runner: PluginRunner, mode: str) -> None:
     write_suite(runner.pytester, {"test_split_3_broken": BROKEN_MODULE})
     serial = runner.observe()
@@ -284,7 +324,7 @@ WARNING_BUG = (
 )
 
 
-@pytest.mark.parametrize("mode", ["split", "full"])
+@pytest.mark.parametrize("mode", ["imports", "split", "full"])
 def test_module_level_warning_is_counted_once(runner: PluginRunner, mode: str) -> None:
     write_suite(
         runner.pytester,

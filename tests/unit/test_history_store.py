@@ -35,6 +35,7 @@ from parallel_exec.history import (
     TestTiming,
     estimate_durations,
 )
+from read_only_fs import files_of, read_only
 
 #: A short busy timeout for the lock tests (configuration read at open time).
 SHORT_BUSY_TIMEOUT = 0.3
@@ -563,6 +564,232 @@ def test_an_empty_file_becomes_a_store(store_path: Path) -> None:
         assert_empty_and_usable(fresh)
     finally:
         fresh.close()
+
+
+# ---------------------------------------------------------------------------- damaged pages
+
+
+def page_size_and_roots(path: Path) -> tuple[int, dict[str, int]]:
+    db = sqlite3.connect(str(path))
+    try:
+        size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        roots = {str(n): int(p) for n, p in db.execute("SELECT name, rootpage FROM sqlite_master")}
+    finally:
+        db.close()
+    return size, roots
+
+
+def damage_page(path: Path, table: str) -> bytes:
+    """Overwrite the root page of ``table`` with garbage, as a bad sector or a torn copy
+    would: the 100-byte header (page 1) stays valid, so SQLite opens the file happily."""
+    size, roots = page_size_and_roots(path)
+    assert roots[table] > 1
+    with path.open("r+b") as fh:
+        fh.seek((roots[table] - 1) * size)
+        fh.write((b"\xde\xad\xbe\xef" * size)[:size])
+    return path.read_bytes()
+
+
+def store_with_pages(path: Path) -> None:
+    """A closed, checkpointed store whose tables span several pages each."""
+    make_store(path, {f"t.py::test_{i}": i / 10 for i in range(300)}, run_id="r")
+
+
+@pytest.mark.parametrize("table", ["tests", "runs"])
+def test_a_damaged_page_is_found_at_open_and_moved_aside(store_path: Path, table: str) -> None:
+    """A valid header with one page overwritten used to open fine and then fail the first
+    query that read the page (planning for ``tests``, the final write for ``runs``)."""
+    store_with_pages(store_path)
+    damaged = damage_page(store_path, table)
+
+    fresh, warnings = open_collecting_warnings(store_path)
+    try:
+        assert len(warnings) == 1, warnings
+        assert str(store_path) in warnings[0]
+        assert "not a valid store" in warnings[0]
+        (aside,) = moved_aside(store_path)
+        assert aside.name in warnings[0]
+        assert aside.read_bytes() == damaged  # moved, never changed
+        assert_empty_and_usable(fresh)
+    finally:
+        fresh.close()
+
+
+def test_a_damaged_page_is_an_error_when_opened_strictly(store_path: Path) -> None:
+    store_with_pages(store_path)
+    damaged = damage_page(store_path, "tests")
+    with pytest.raises(HistoryError, match=r"damaged|malformed"):
+        HistoryStore.open_strict(store_path)
+    assert moved_aside(store_path) == []
+    assert store_path.read_bytes() == damaged
+
+
+def damage_behind_an_open_store(path: Path, table: str) -> None:
+    """Damage ``table`` after a store was opened (its check passed), then let another
+    connection commit, so that the open store reads its pages from the file again."""
+    damage_page(path, table)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        other.execute("INSERT INTO meta(key, value) VALUES ('other', 'run')")
+    finally:
+        other.close()
+
+
+def test_a_write_that_finds_damage_is_a_history_error_and_moves_the_store_aside(
+    store_path: Path,
+) -> None:
+    """Damage ``quick_check`` could not see at open (it came later) fails the write as a
+    ``HistoryError`` (a warning for the run), never as sqlite3's ``DatabaseError``."""
+    store_with_pages(store_path)
+    opened, warnings = open_collecting_warnings(store_path)
+    try:
+        assert warnings == []
+        damage_behind_an_open_store(store_path, "runs")
+        with pytest.raises(HistoryError, match="malformed") as excinfo:
+            opened.record(results({"t.py::test_1": 1.0}), run={"late": True}, run_id="late")
+    finally:
+        opened.close()
+    (aside,) = moved_aside(store_path)
+    assert aside.name in str(excinfo.value)
+    assert not store_path.exists()  # the next run starts an empty history
+    reopened, warnings = open_collecting_warnings(store_path)
+    try:
+        assert warnings == []
+        assert_empty_and_usable(reopened)
+    finally:
+        reopened.close()
+
+
+def test_reads_and_strict_writes_that_find_damage_are_history_errors(store_path: Path) -> None:
+    """Reading (planning, ``history show``) and the CLI's merges say ``HistoryError``; a
+    strictly opened store is never moved."""
+    store_with_pages(store_path)
+    opened = HistoryStore.open_strict(store_path)
+    try:
+        damage_behind_an_open_store(store_path, "tests")
+        with pytest.raises(HistoryError, match="malformed"):
+            opened.timings()
+        with pytest.raises(HistoryError, match="malformed"):
+            opened.slowest()
+        with pytest.raises(HistoryError, match="malformed"):
+            opened.merge_timings([TestTiming("t.py::test_1", 1, 1.0, 0.0, 1.0, "passed", 1.0)])
+        with pytest.raises(HistoryError, match="malformed"):
+            opened.record(results({"t.py::test_1": 1.0}))
+    finally:
+        opened.close()
+    assert moved_aside(store_path) == []
+
+
+# ---------------------------------------------------------------------------- read-only
+
+
+def store_with_wal(path: Path, leftovers: tuple[str, ...]) -> None:
+    """A store as a copied cache may hold it: the file, plus the ``-wal`` (and ``-shm``)
+    of a run that was still open when the copy was taken."""
+    store_with_pages(path)
+    if not leftovers:
+        return
+    source = path.with_name("source.sqlite")
+    path.rename(source)
+    db = sqlite3.connect(str(source), isolation_level=None)
+    try:
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("UPDATE tests SET runs = runs + 1")  # in the -wal only
+        for suffix in ("", *leftovers):
+            Path(str(path) + suffix).write_bytes(Path(str(source) + suffix).read_bytes())
+    finally:
+        db.close()
+    source.unlink()
+
+
+@pytest.mark.parametrize(
+    "leftovers", [(), ("-wal",), ("-wal", "-shm")], ids=["checkpointed", "wal", "wal-and-shm"]
+)
+def test_a_read_only_store_is_read_and_never_written(
+    store_path: Path, leftovers: tuple[str, ...]
+) -> None:
+    """Readable timings still plan: the store opens read-only (one warning that says it
+    is not written, and nothing about moving it), and a write is ``HistoryUnavailable``.
+
+    Without a ``-shm`` SQLite cannot open a WAL store on a read-only file system even
+    with ``mode=ro``; it is then read ``immutable`` (as of its last checkpoint).
+    """
+    store_path.parent.mkdir(parents=True)
+    store_with_wal(store_path, leftovers)
+    before = files_of(store_path.parent)
+
+    with read_only(store_path.parent) as directory:
+        path = directory / store_path.name
+        opened, warnings = open_collecting_warnings(path)
+        try:
+            assert opened.read_only
+            assert len(warnings) == 1, warnings
+            assert str(path) in warnings[0]
+            assert "read-only" in warnings[0]
+            assert "moved" not in warnings[0]
+            timings = opened.timings()
+            assert set(timings) == {f"t.py::test_{i}" for i in range(300)}
+            assert timings["t.py::test_7"].mean == pytest.approx(0.7)
+            assert opened.runs() == [{"marker": "r"}]
+            with pytest.raises(HistoryUnavailable, match="read-only"):
+                opened.record(results({"t.py::test_1": 5.0}), run={}, run_id="never")
+            with pytest.raises(HistoryUnavailable, match="read-only"):
+                opened.merge_runs([("never", 1.0, {})])
+        finally:
+            opened.close()
+
+    assert files_of(store_path.parent) == before
+
+
+def test_a_read_only_store_is_read_when_opened_strictly_for_reading(store_path: Path) -> None:
+    """``parallel-exec history show`` and ``export`` read a read-only store; ``import``
+    and ``merge`` (``write=True``) cannot write it and say so."""
+    store_path.parent.mkdir(parents=True)
+    store_with_pages(store_path)
+    with read_only(store_path.parent) as directory:
+        path = directory / store_path.name
+        with pytest.raises(HistoryUnavailable, match="read-only"):
+            HistoryStore.open_strict(path)
+        opened = HistoryStore.open_strict(path, write=False)
+        try:
+            assert len(opened.timings()) == 300
+        finally:
+            opened.close()
+
+
+@pytest.mark.parametrize("spoil", ["damaged page", "garbage"])
+def test_an_invalid_read_only_store_is_skipped_and_left_as_it_is(
+    store_path: Path, spoil: str
+) -> None:
+    """It cannot be moved aside: ``HistoryUnavailable`` (the run warns once and goes on
+    without a history), and no warning about moving it."""
+    store_path.parent.mkdir(parents=True)
+    if spoil == "garbage":
+        garbage(store_path)
+    else:
+        store_with_pages(store_path)
+        damage_page(store_path, "tests")
+    before = files_of(store_path.parent)
+
+    with read_only(store_path.parent) as directory:
+        warnings: list[str] = []
+        with pytest.raises(HistoryUnavailable, match="not a valid store") as excinfo:
+            HistoryStore.open(directory / store_path.name, warnings.append)
+        assert "left as it is" in str(excinfo.value)
+        assert warnings == []
+
+    assert files_of(store_path.parent) == before
+
+
+def test_no_store_in_a_read_only_directory_is_skipped(store_path: Path) -> None:
+    store_path.parent.mkdir(parents=True)
+    (store_path.parent / "other-file").write_text("not ours")
+    with (
+        read_only(store_path.parent) as directory,
+        pytest.raises(HistoryUnavailable, match="read-only"),
+    ):
+        HistoryStore.open(directory / store_path.name, lambda message: None)
+    assert not store_path.exists()
 
 
 # ---------------------------------------------------------------------------- locks

@@ -251,6 +251,7 @@ class Simulation:
         while worker.alive and worker.running is None and not self.stopped:
             if worker.queue:
                 worker.running = worker.queue.popleft()
+                self._apply(self.scheduler.test_started(worker.name, worker.running, self.now))
                 self._push(
                     self.now + self.durations[worker.running], "finish", worker.name, worker.running
                 )
@@ -497,8 +498,11 @@ def test_a_straggler_is_not_fed_and_its_plan_goes_to_the_others() -> None:
     scheduler = plan([1.0] * 8, 2, stdevs=[0.1] * 8)
     assert assigned(scheduler.worker_joined("gw0", now=0.0)) == (0,)
     assert assigned(scheduler.worker_joined("gw1", now=0.0)) == (1,)
+    scheduler.test_started("gw0", 0, now=0.0)
+    scheduler.test_started("gw1", 1, now=0.0)
     scheduler.test_finished("gw1", 1, now=0.9)
     assert assigned(scheduler.work_requested("gw1", now=0.9)) == (3,)
+    scheduler.test_started("gw1", 3, now=0.9)
 
     scheduler.tick(1.5)  # exactly at the bar: not yet
     assert scheduler.straggler_tests == []
@@ -525,6 +529,7 @@ def test_a_straggler_is_fed_again_after_its_test_finishes() -> None:
     scheduler = plan([1.0] * 6, 2, stdevs=[0.0] * 6)
     scheduler.worker_joined("gw0", now=0.0)
     scheduler.worker_joined("gw1", now=0.0)
+    scheduler.test_started("gw0", 0, now=0.0)
     scheduler.test_finished("gw1", 1, now=1.0)
     scheduler.tick(1.6)  # gw0: 1.6 s on a 1 s test with no spread, bar 1.5 s
     assert scheduler.straggler_tests == [0]
@@ -536,6 +541,7 @@ def test_a_straggler_that_did_not_ask_is_fed_when_it_asks() -> None:
     scheduler = plan([1.0] * 6, 2, stdevs=[0.0] * 6)
     scheduler.worker_joined("gw0", now=0.0)
     scheduler.worker_joined("gw1", now=0.0)
+    scheduler.test_started("gw0", 0, now=0.0)
     scheduler.test_finished("gw1", 1, now=1.0)
     scheduler.tick(1.6)
     assert scheduler.straggler_tests == [0]
@@ -546,9 +552,55 @@ def test_a_straggler_that_did_not_ask_is_fed_when_it_asks() -> None:
 def test_tests_without_history_never_straggle() -> None:
     scheduler = plan([1.0] * 4, 2, stdevs=[None] * 4)
     scheduler.worker_joined("gw0", now=0.0)
+    scheduler.test_started("gw0", 0, now=0.0)
     scheduler.tick(1000.0)
     assert scheduler.straggler_tests == []
     assert isinstance(scheduler.work_requested("gw0", now=1000.0)[0], Assign)
+
+
+def test_a_test_held_but_not_started_is_never_judged() -> None:
+    """Issue 13: a worker holds its one test until it knows the next one (or imports its
+    file first); however long that takes, the test is not a straggler, and the worker's
+    request for work is answered."""
+    scheduler = plan([1.0] * 4, 2, stdevs=[0.0] * 4, feed_seconds=0.5)
+    assert assigned(scheduler.worker_joined("gw0", now=0.0)) == (0,)
+    scheduler.tick(100.0)
+    assert scheduler.straggler_tests == []
+    assert assigned(scheduler.work_requested("gw0", now=100.0))
+
+
+def test_a_test_is_timed_from_its_start() -> None:
+    scheduler = plan([1.0] * 4, 2, stdevs=[0.0] * 4, feed_seconds=0.5)
+    scheduler.worker_joined("gw0", now=0.0)
+    scheduler.worker_idle("gw0", now=0.0)
+    scheduler.work_requested("gw0", now=0.0)
+    scheduler.test_started("gw0", 0, now=5.0)
+    scheduler.test_started("gw0", 0, now=6.0)  # said again: it still runs since 5.0
+    scheduler.tick(6.4)
+    assert scheduler.straggler_tests == []
+    scheduler.tick(6.6)
+    assert scheduler.straggler_tests == [0]
+
+
+def test_a_start_of_another_test_than_the_first_held_is_ignored() -> None:
+    scheduler = plan([1.0] * 4, 1, stdevs=[0.0] * 4, feed_seconds=2.0)
+    assert assigned(scheduler.worker_joined("gw0", now=0.0)) == (0, 1)
+    scheduler.test_started("gw0", 1, now=0.0)
+    scheduler.tick(100.0)
+    assert scheduler.straggler_tests == []
+
+
+def test_a_straggler_that_asked_is_answered_when_it_goes_idle() -> None:
+    """Whatever made it a straggler, a worker that runs nothing is never left waiting."""
+    scheduler = plan([1.0] * 6, 2, stdevs=[0.0] * 6)
+    scheduler.worker_joined("gw0", now=0.0)
+    scheduler.worker_joined("gw1", now=0.0)
+    scheduler.test_started("gw0", 0, now=0.0)
+    scheduler.tick(1.6)
+    assert scheduler.straggler_tests == [0]
+    assert scheduler.work_requested("gw0", now=1.7) == []  # it runs test 0: wait
+    assert scheduler.worker_idle("gw0", now=1.8) != []  # it does not (any more): answer
+    assert scheduler.work_requested("gw0", now=1.9) != []
 
 
 @pytest.mark.parametrize(
@@ -566,7 +618,8 @@ def test_straggler_bar_is_mean_plus_k_stdev_and_at_least_min_excess(
         scheduler = plan(
             [estimate] * 2, 1, stdevs=[stdev] * 2, straggler_k=k, min_excess=min_excess
         )
-        scheduler.worker_joined("gw0", now=10.0)
+        scheduler.worker_joined("gw0", now=0.0)
+        scheduler.test_started("gw0", 0, now=10.0)  # timed from its start, not assignment
         scheduler.tick(10.0 + elapsed)
         return scheduler.straggler_tests == [0]
 

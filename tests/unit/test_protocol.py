@@ -130,6 +130,8 @@ EXAMPLES: list[protocol.Message] = [
     ),
     protocol.SessionFinished(worker_id="gw0", exitstatus=0),
     protocol.WorkerError(worker_id="gw3", traceback="Traceback...\nRuntimeError: boom\n"),
+    protocol.WorkerError(worker_id="gw3", traceback="bad option --foo", kind="usage"),
+    protocol.Exited(worker_id="gw1", reason="enough", returncode=7),
     protocol.ForkWorker(worker_id="gw4", nice=10, environ={"PATH": "/bin", "LANG": "C.UTF-8"}),
     protocol.KillWorker(worker_id="gw4"),
     protocol.WorkerForked(worker_id="gw4", pid=4243),
@@ -294,3 +296,60 @@ messages: st.SearchStrategy[protocol.Message] = st.one_of(
 @given(messages)
 def test_round_trip_property(message: protocol.Message) -> None:
     assert protocol.decode(protocol.encode(message)) == message
+
+
+# ---------------------------------------------------------------------------- what cannot travel
+
+
+def test_unpicklable_values_are_replaced_by_their_repr() -> None:
+    import threading
+
+    lock = threading.Lock()
+    replaced: list[str] = []
+    report = {"user_properties": [("lock", lock), ("n", 3)], "outcome": "passed"}
+    safe = protocol.make_picklable(report, replaced)
+    assert safe["outcome"] == "passed"
+    assert safe["user_properties"][1] == ("n", 3)
+    assert safe["user_properties"][0] == ("lock", repr(lock))
+    assert replaced == [repr(lock)]
+    pickle.dumps(safe)
+
+
+def test_picklable_values_are_kept_as_they_are() -> None:
+    replaced: list[str] = []
+    value = {"a": [1, (2, "x")], "b": None}
+    assert protocol.make_picklable(value, replaced) is value
+    assert replaced == []
+
+
+def test_a_class_the_receiver_cannot_import_becomes_a_named_stand_in() -> None:
+    """A value of a class defined in a test module: the controller never imports it."""
+    import sys
+    import types
+
+    module = types.ModuleType("test_module_only_in_a_worker")
+    exec("class Local:\n    def __init__(self, v):\n        self.v = v\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        record = protocol.TestRecord(
+            nodeid="t.py::t",
+            location=("t.py", 1, "t"),
+            reports=({"user_properties": [("v", module.Local(3))]},),
+        )
+        payload = protocol.encode(protocol.Progress("gw0", tests=(record,)))
+    finally:
+        del sys.modules[module.__name__]
+    with pytest.raises(ModuleNotFoundError):
+        protocol.decode(payload)
+    message, unresolved = protocol.decode_tolerant(payload)
+    assert unresolved == ("test_module_only_in_a_worker.Local",)
+    assert isinstance(message, protocol.Progress)
+    ((name, value),) = message.tests[0].reports[0]["user_properties"]
+    assert name == "v"
+    assert isinstance(value, protocol.Unresolved)
+    assert "test_module_only_in_a_worker.Local" in repr(value)
+
+
+def test_tolerant_decoding_still_rejects_non_messages() -> None:
+    with pytest.raises(TypeError, match="not a parallel_exec protocol message"):
+        protocol.decode_tolerant(pickle.dumps({"not": "a message"}))

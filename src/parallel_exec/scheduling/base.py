@@ -26,16 +26,42 @@ Decision = Assign | Drain
 
 
 class Scheduler(Protocol):
-    """Events in, decisions out.  Test ids are canonical indices ``0..test_count-1``."""
+    """Events in, decisions out.  Test ids are canonical indices ``0..test_count-1``.
+
+    A worker runs its tests in the order assigned, but not necessarily as soon as they
+    arrive: it keeps the last one in hand until it knows the next one or is drained, and
+    it may spend a while importing an assigned test's file.  So a test's clock starts at
+    ``test_started``, never at its assignment, and a worker that says ``worker_idle`` runs
+    nothing.  Every ``work_requested`` is answered with an ``Assign`` or a ``Drain`` for
+    that worker: at once, or (for a worker whose running test straggles) when that test
+    finishes or the worker says it is idle; a worker that asked is never left waiting.
+    """
 
     def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]: ...
 
     def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]: ...
 
-    def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]: ...
+    def test_started(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
+        """``worker`` runs ``test`` (the first it holds) since ``now``, or starts it at once.
+
+        Said again for a test already running, it changes nothing.  Only after this event
+        may a scheduler judge the test slow.
+        """
+        ...
+
+    def worker_idle(self, worker: str, now: float = 0.0) -> list[Decision]:
+        """``worker`` runs nothing until it hears from the controller (it holds no test, or
+        one it cannot start before it knows the next one or is drained)."""
+        ...
+
+    def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
+        """``test`` is over; what ``worker`` does next is unknown until it says (a
+        ``test_started`` or ``worker_idle`` follows in the same message)."""
+        ...
 
     def tick(self, now: float) -> list[Decision]:
-        """Time passed (the controller's clock); a scheduler may react to slow tests."""
+        """Time passed (the controller's clock); a scheduler may react to slow tests,
+        timing each from its ``test_started``."""
         ...
 
     def retry(self, test: int, failed_on: str) -> list[Decision]:

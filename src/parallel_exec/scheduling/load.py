@@ -55,9 +55,16 @@ class LoadScheduler:
         return self._feed(worker)
 
     def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]:
+        """Always answered: a chunk, or a ``Drain`` (a drained worker already has one)."""
         if worker not in self._pending or worker in self._drained:
             return []
         return self._feed(worker)
+
+    def test_started(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
+        return []  # no straggler handling: when a test started does not matter here
+
+    def worker_idle(self, worker: str, now: float = 0.0) -> list[Decision]:
+        return []
 
     def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
         pending = self._pending.get(worker)

@@ -18,9 +18,13 @@ All four plan before the first test runs and then adapt while the run goes:
 4. A worker whose slot is empty steals by predicted time, not by count: it takes units
    from the end of the slot with the most predicted time left.
 5. A test running far beyond its prediction (mean + k * stdev and at least
-   ``min_excess`` seconds) is a straggler: its worker is fed nothing more and its slot
-   is given to the others.  The clock is an argument (``now``), so this is tested with a
-   simulated clock.
+   ``min_excess`` seconds) is a straggler: its worker is fed nothing more while it runs
+   and its slot is given to the others.  A test is timed from ``test_started``, the
+   worker's word that it runs it, never from its assignment: a worker keeps its last test
+   in hand until it knows the next one, and may spend long importing a test's file, so an
+   assigned test may not have started at all.  A straggler's request for work waits until
+   its test finishes or the worker says it is idle, and is then answered.  The clock is an
+   argument (``now``), so this is tested with a simulated clock.
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ class PlanScheduler:
         self._stopped = False
         self._stragglers: set[str] = set()
         self._waiting: set[str] = set()  # stragglers that asked for work
-        self._running_since: dict[str, float] = {}
+        #: worker -> (the test it runs, since when), from ``test_started``.
+        self._started: dict[str, tuple[int, float]] = {}
         self.straggler_tests: list[int] = []
 
     # ------------------------------------------------------------------ events
@@ -170,34 +175,43 @@ class PlanScheduler:
     def work_requested(self, worker: str, now: float = 0.0) -> list[Decision]:
         if worker not in self._pending or worker in self._drained:
             return []
-        if worker in self._stragglers:
-            self._waiting.add(worker)  # fed when its slow test finishes
+        if worker in self._stragglers and worker in self._started:
+            self._waiting.add(worker)  # answered when its slow test finishes
             return []
         return self._feed(worker, now)
+
+    def test_started(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
+        pending = self._pending.get(worker)
+        if not pending or pending[0] != test:
+            return []  # not (or no longer) the test it holds first: nothing to time
+        current = self._started.get(worker)
+        if current is None or current[0] != test:
+            self._started[worker] = (test, now)
+        return []
+
+    def worker_idle(self, worker: str, now: float = 0.0) -> list[Decision]:
+        self._started.pop(worker, None)
+        return self._not_straggling(worker, now)
 
     def test_finished(self, worker: str, test: int, now: float = 0.0) -> list[Decision]:
         pending = self._pending.get(worker)
         if pending is not None and test in pending:
             pending.remove(test)
         self._finished.add(test)
-        self._running_since[worker] = now
-        if worker in self._stragglers:
-            self._stragglers.discard(worker)  # tests finish in order: the slow one is over
-            if worker in self._waiting:
-                self._waiting.discard(worker)
-                return self._feed(worker, now)
-        return []
+        # Tests finish in order: whatever it was running is over (a slow one too).
+        self._started.pop(worker, None)
+        return self._not_straggling(worker, now)
 
     def tick(self, now: float) -> list[Decision]:
-        """Look for stragglers; their slots go to the others."""
-        for worker, pending in self._pending.items():
-            if not pending or worker in self._stragglers:
+        """Look for stragglers among the tests known to run; their slots go to the others."""
+        for worker, (test, since) in self._started.items():
+            pending = self._pending.get(worker)
+            if not pending or pending[0] != test or worker in self._stragglers:
                 continue
-            test = pending[0]
             stdev = self._stdevs[test]
             if stdev is None:
                 continue
-            elapsed = now - self._running_since.get(worker, now)
+            elapsed = now - since
             bound = max(
                 self._estimates[test] + self._k * stdev, self._estimates[test] + self._min_excess
             )
@@ -225,6 +239,7 @@ class PlanScheduler:
         self._drained.discard(worker)
         self._stragglers.discard(worker)
         self._waiting.discard(worker)
+        self._started.pop(worker, None)
         if crashed is not None:
             self._finished.add(crashed)
         slot = self._slot_of(worker)
@@ -288,9 +303,16 @@ class PlanScheduler:
             return None
         return max(others, key=lambda s: s.predicted)
 
+    def _not_straggling(self, worker: str, now: float) -> list[Decision]:
+        """``worker`` runs no slow test now: it is fed again, and answered if it asked."""
+        self._stragglers.discard(worker)
+        if worker in self._waiting:
+            self._waiting.discard(worker)
+            if worker in self._pending and worker not in self._drained:
+                return self._feed(worker, now)
+        return []
+
     def _feed(self, worker: str, now: float = 0.0) -> list[Decision]:
-        if not self._pending[worker]:
-            self._running_since[worker] = now
         source = None if self._stopped else self._source(worker)
         if source is None:
             self._drained.add(worker)

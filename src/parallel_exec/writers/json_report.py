@@ -30,8 +30,8 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 from .. import events
 from .._version import __version__
+from ..files import write_atomically
 from ..learning import LearningOutcome
-from ..recording import write_atomically
 from . import common
 
 #: Bumped when a field is removed, renamed or changes meaning or type; adding a field
@@ -43,7 +43,7 @@ TEXT_CAP = 64 * 1024
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-Origin = Literal["worker", "crash", "not-run"]
+Origin = Literal["worker", "crash", "not-run", "lost"]
 CappedField = Literal["longrepr", "stdout", "stderr", "log"]
 
 
@@ -96,7 +96,8 @@ class TestRecord(BaseModel):
     outcome: Outcome
     origin: Origin = Field(
         description="worker: a worker ran it; crash: its worker died running it; "
-        "not-run: it could not be run (reported as an error in setup)"
+        "not-run: it could not be run (reported as an error in setup); lost: it was given "
+        "to a worker that never reported it (reported as an error in setup)"
     )
     worker: str | None = Field(description="the worker of the final attempt; null if not run")
     location: Location = Field(description="where the test is defined")
@@ -325,7 +326,7 @@ class JsonWriter:
     def _test_finished(self, event: events.TestFinished) -> None:
         self._tests.append(event)
         runs = [(a.worker_id, a.duration) for a in event.attempts]
-        if event.origin != "not-run":
+        if event.origin not in events.NOT_RUN_ORIGINS:
             runs.append((event.worker_id, event.duration))
         for worker_id, duration in runs:
             worker = self._worker(worker_id)
@@ -473,7 +474,7 @@ class JsonWriter:
             nodeid=test.nodeid,
             outcome=test.outcome,  # type: ignore[arg-type]
             origin=test.origin,  # type: ignore[arg-type]
-            worker=None if test.origin == "not-run" else test.worker_id,
+            worker=None if test.origin == "not-run" or test.worker_id == "-" else test.worker_id,
             location=Location(path=where.path, line=where.line),
             phases=Phases(**phases),
             duration=_seconds(test.duration),

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from .. import events
-from ..recording import write_atomically
+from ..files import write_atomically
 from .common import captured, longrepr_text, test_location, visible
 
 #: Budget of a ``message`` attribute (pytest's): the full text is in the element.
@@ -40,7 +40,11 @@ MESSAGE_BUDGET = 500
 #: Prefix of the properties this writer adds, apart from the user's ``record_property``.
 PROPERTY_PREFIX = "parallel_exec."
 #: The ``type`` of results the controller made for tests it could not get a result for.
-ORIGIN_TYPES = {"crash": "parallel_exec.crash", "not-run": "parallel_exec.not-run"}
+ORIGIN_TYPES = {
+    "crash": "parallel_exec.crash",
+    "not-run": "parallel_exec.not-run",
+    "lost": "parallel_exec.lost",
+}
 #: ``ExceptionName: message`` as pytest's crash entry words it.
 _EXCEPTION_NAME = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")

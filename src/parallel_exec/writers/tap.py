@@ -25,7 +25,7 @@ from typing import Union
 import pytest
 
 from .. import events
-from ..recording import write_atomically
+from ..files import write_atomically
 from .common import (
     OUTCOMES,
     cap,
@@ -352,9 +352,7 @@ class TapWriter:
             self._tests.append(event)
             self._emit(point_lines(self._count, event))
         elif isinstance(event, events.WorkerCrashed):
-            what = f"while running {event.nodeid}" if event.nodeid else "between tests"
-            code = "" if event.exit_code is None else f" (exit code {event.exit_code})"
-            self._emit([f"# worker {one_line(event.worker_id)} crashed {one_line(what)}{code}"])
+            self._emit([f"# worker {one_line(event.worker_id)} {one_line(event.description)}"])
         elif isinstance(event, events.RunFinished):
             self._not_run = event.tests_not_run
         elif isinstance(event, events.SessionEnded):
