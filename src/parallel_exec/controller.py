@@ -47,7 +47,12 @@ from .pool import (
     WorkerState,
     read_excerpt,
 )
-from .recording import OutcomeRecorder, ParallelExecWarning, open_history
+from .recording import (
+    OutcomeRecorder,
+    ParallelExecWarning,
+    open_history,
+    warn_consumer_failure,
+)
 from .replay import HookReplay, rebuild_warning, terminal_line
 from .reports import deserialize
 from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
@@ -1022,7 +1027,8 @@ class ControllerPlugin:
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
         self.stream = events.EventStream(
-            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)]
+            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)],
+            on_failure=warn_consumer_failure(config),
         )
         self.run: ParallelRun | None = None
 

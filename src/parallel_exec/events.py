@@ -247,15 +247,44 @@ class Consumer(Protocol):
     def __call__(self, event: RunEvent) -> None: ...
 
 
-class EventStream:
-    """Publish/subscribe, synchronous and in order, on the controller's main thread."""
+def consumer_name(consumer: Callable[[RunEvent], None]) -> str:
+    """How a consumer is named to the user: its ``description``, else its class."""
+    return str(getattr(consumer, "description", None) or type(consumer).__name__)
 
-    def __init__(self, consumers: Sequence[Callable[[RunEvent], None]] = ()) -> None:
+
+class EventStream:
+    """Publish/subscribe, synchronous and in order, on the controller's main thread.
+
+    Consumers are isolated from each other and from the run: one that raises (a report
+    file that cannot be written, a closed pipe under ``--report-tap -``) is reported
+    once through ``on_failure`` and gets no more events; the others and the run go on.
+    A consumer whose errors are pytest's own (``isolated = False``: the replay into
+    pytest's hooks, where a plugin that raises is an INTERNALERROR serially too) lets
+    them through.
+    """
+
+    def __init__(
+        self,
+        consumers: Sequence[Callable[[RunEvent], None]] = (),
+        on_failure: Callable[[Callable[[RunEvent], None], Exception], None] | None = None,
+    ) -> None:
         self._consumers: list[Callable[[RunEvent], None]] = list(consumers)
+        self._on_failure = on_failure
+        #: ``(consumer, error)`` of every consumer that failed and was dropped.
+        self.failures: list[tuple[Callable[[RunEvent], None], Exception]] = []
 
     def subscribe(self, consumer: Callable[[RunEvent], None]) -> None:
         self._consumers.append(consumer)
 
     def publish(self, event: RunEvent) -> None:
-        for consumer in self._consumers:
-            consumer(event)
+        for consumer in list(self._consumers):
+            if not getattr(consumer, "isolated", True):
+                consumer(event)
+                continue
+            try:
+                consumer(event)
+            except Exception as exc:
+                self._consumers.remove(consumer)
+                self.failures.append((consumer, exc))
+                if self._on_failure is not None:
+                    self._on_failure(consumer, exc)

@@ -17,6 +17,8 @@ from . import events
 
 
 class JunitOrder:
+    description = "--junitxml ordering"
+
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._rank: dict[int, int] = {}

@@ -125,7 +125,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # The main process's machinery (controller, history, pydantic models, writers) is
     # imported here, never in workers: every worker pays its imports at start-up.
     from .controller import ControllerPlugin
-    from .recording import ParallelExecWarning
+    from .recording import ParallelExecWarning, warn_consumer_failure
     from .serial import SerialEvents
     from .writers import make_writers
 
@@ -148,7 +148,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     writers = make_writers(config, settings)
     if writers:
-        config.pluginmanager.register(SerialEvents(writers), "parallel_exec_serial_events")
+        config.pluginmanager.register(
+            SerialEvents(writers, warn_consumer_failure(config)), "parallel_exec_serial_events"
+        )
 
 
 def start_fork_server() -> ForkServer | None:

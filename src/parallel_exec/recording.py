@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,30 @@ def report_warning(config: pytest.Config, warning: Warning) -> None:
     )
 
 
+def warn_consumer_failure(
+    config: pytest.Config,
+) -> Callable[[Callable[[events.RunEvent], None], Exception], None]:
+    """``EventStream``'s ``on_failure``: a consumer that failed is named in pytest's
+    warnings summary; the run goes on without it."""
+
+    def on_failure(consumer: Callable[[events.RunEvent], None], error: Exception) -> None:
+        name = events.consumer_name(consumer)
+        if isinstance(error, BrokenPipeError):
+            why = "its output was closed (a pipe whose reader ended)"
+        else:
+            why = f"{type(error).__name__}: {error}"
+        report_warning(
+            config,
+            ParallelExecWarning(f"parallel_exec: the {name} stopped, the run went on: {why}"),
+        )
+
+    return on_failure
+
+
 class OutcomeRecorder:
     """Consumer: remembers what ran; at the end grades the run and writes the history."""
+
+    description = "timing history and learning record"
 
     def __init__(
         self, config: pytest.Config, store: HistoryStore | None, report_path: str | None

@@ -52,6 +52,9 @@ def rebuild_warning(data: protocol.SerializedWarning) -> events.WarningRecorded:
 class HookReplay:
     """Calls pytest's hooks for each run event, as a serial session would have."""
 
+    #: A plugin raising in a replayed hook is an error of the run, as it is serially.
+    isolated = False
+
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.hook = config.hook

@@ -23,8 +23,12 @@ IN_PROCESS = "master"
 class SerialEvents:
     """Registered in the main process of an in-process run that writes reports."""
 
-    def __init__(self, consumers: Sequence[Callable[[events.RunEvent], None]]) -> None:
-        self.stream = events.EventStream(consumers)
+    def __init__(
+        self,
+        consumers: Sequence[Callable[[events.RunEvent], None]],
+        on_failure: Callable[[Callable[[events.RunEvent], None], Exception], None] | None = None,
+    ) -> None:
+        self.stream = events.EventStream(consumers, on_failure)
         self.run_id = uuid.uuid4().hex
         self._reports: dict[str, list[pytest.TestReport]] = {}
         self._collect_reports: list[pytest.CollectReport] = []

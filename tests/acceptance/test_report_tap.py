@@ -8,6 +8,7 @@ would.  On the zoo the points must count what pytest's own summary counts.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -216,3 +217,66 @@ def test_report_tap_dash_streams_to_standard_output(runner: PluginRunner) -> Non
     assert (block["file"], block["line"], block["phase"]) == ("test_failing.py", "1", "call")
     assert block["worker"] in {"gw0", "gw1"}
     assert not list(runner.pytester.path.glob("-")), "'-' must not be written as a file"
+
+
+@pytest.mark.slow
+def test_report_tap_dash_into_a_pipe_that_closes_ends_tap_not_the_run(
+    runner: PluginRunner,
+) -> None:
+    """``--report-tap - | head -1``: the reader goes away after one line; TAP output
+    ends there, the run finishes with its own exit code and says what happened."""
+    runner.pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(300))
+        def test_many(n):
+            pass
+
+        def test_fails():
+            assert 0
+        """
+    )
+    command = runner.command("--report-tap", "-", workers=2)
+    writer = subprocess.Popen(
+        command, cwd=runner.pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert writer.stdout is not None
+    first = writer.stdout.readline()
+    writer.stdout.close()  # what head -1 does
+    _, stderr = writer.communicate(timeout=120)
+    text = stderr.decode(errors="replace")
+    assert first == b"TAP version 13\n"
+    assert writer.returncode == 1, text
+    assert "1 failed, 300 passed" in text
+    assert "the TAP report (standard output) stopped, the run went on" in text
+    assert "INTERNALERROR" not in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_a_report_that_cannot_be_written_is_a_warning(runner: PluginRunner) -> None:
+    """A report's directory turns into a file between configure and the end (as a full
+    disk or a vanished mount would fail it): the other reports are written, the run
+    keeps its exit code, and the failure is named."""
+    runner.pytester.makeconftest(
+        """
+        import os
+        import shutil
+
+        def pytest_runtest_logreport(report):
+            if report.when == "teardown" and not os.environ.get("PYTEST_XDIST_WORKER"):
+                # In the controller, before the reports are written: the directory
+                # becomes a file, so nothing can be written below it any more.
+                shutil.rmtree("gone")
+                open("gone", "w").close()
+        """
+    )
+    runner.pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    (runner.pytester.path / "gone").mkdir()
+    result = runner.run("--report-tap", "gone/out.tap", "--report-json", "kept.json", workers=2)
+    text = runner.output(result)
+    assert result.ret == 0, text
+    assert re.search(r"the TAP report \(\S*gone/out.tap\) stopped, the run went on", text), text
+    assert (runner.pytester.path / "kept.json").exists()
+    runner.assert_no_traceback(result)

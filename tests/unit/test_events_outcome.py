@@ -313,3 +313,54 @@ def test_late_subscriber_sees_only_later_events() -> None:
     stream.subscribe(seen.append)
     stream.publish(late)
     assert seen == [late]
+
+
+def test_a_consumer_that_raises_is_reported_once_and_dropped() -> None:
+    seen: list[events.RunEvent] = []
+    failures: list[tuple[str, str]] = []
+
+    class Broken:
+        description = "broken report"
+
+        def __call__(self, event: events.RunEvent) -> None:
+            raise OSError("disk full")
+
+    stream = events.EventStream(
+        [Broken(), seen.append],
+        on_failure=lambda consumer, error: failures.append(
+            (events.consumer_name(consumer), str(error))
+        ),
+    )
+    first = events.WorkerStarted(worker_id="gw0", pid=1)
+    second = events.RunFinished(tests_not_run=0)
+    stream.publish(first)
+    stream.publish(second)
+    assert seen == [first, second]  # the others and the run go on
+    assert failures == [("broken report", "disk full")]  # once, by name
+    assert [type(e) for _, e in stream.failures] == [OSError]
+
+
+def test_a_consumer_that_is_not_isolated_lets_its_errors_through() -> None:
+    """The replay into pytest's hooks: a plugin raising there is an INTERNALERROR, as
+    it is in a serial run."""
+
+    class Replay:
+        isolated = False
+
+        def __call__(self, event: events.RunEvent) -> None:
+            raise RuntimeError("a plugin's hook raised")
+
+    stream = events.EventStream([Replay()], on_failure=lambda c, e: None)
+    with pytest.raises(RuntimeError, match="a plugin's hook raised"):
+        stream.publish(events.RunFinished(tests_not_run=0))
+
+
+def test_consumer_names() -> None:
+    class Plain:
+        def __call__(self, event: events.RunEvent) -> None:
+            pass
+
+    assert events.consumer_name(Plain()) == "Plain"
+    from parallel_exec.replay import HookReplay
+
+    assert HookReplay.isolated is False

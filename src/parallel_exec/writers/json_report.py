@@ -265,6 +265,7 @@ class JsonWriter:
         text_cap: int = TEXT_CAP,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.description = f"JSON report ({path})"
         self.path = Path(path)
         self.text_cap = text_cap
         self._clock = clock

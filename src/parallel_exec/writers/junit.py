@@ -231,6 +231,7 @@ class JunitWriter:
     """Consumer of the run-event stream that writes ``path`` when the session ends."""
 
     def __init__(self, path: Path, *, extended: bool = False, suite_name: str = "pytest") -> None:
+        self.description = f"JUnit report ({path})"
         self.path = Path(path)
         self.extended = extended
         self.suite_name = suite_name

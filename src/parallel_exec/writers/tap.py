@@ -321,6 +321,7 @@ class TapWriter:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.description = f"TAP report ({path or 'standard output'})"
         self._lines: list[str] = []
         self._count = 0
         self._started = False
