@@ -670,14 +670,7 @@ def main(channel: Any) -> None:
         config.workeroutput = {}  # type: ignore[attr-defined]
         session = WorkerSession(config, channel, setup)
         config.pluginmanager.register(session, "parallel_exec_worker")
-        if os.environ.get("PE_PROFILE"):
-            import cProfile
-
-            prof = cProfile.Profile()
-            exitstatus = prof.runcall(config.hook.pytest_cmdline_main, config=config)
-            prof.dump_stats(os.environ["PE_PROFILE"] + "." + worker_id)
-        else:
-            exitstatus = config.hook.pytest_cmdline_main(config=config)
+        exitstatus = config.hook.pytest_cmdline_main(config=config)
         config._ensure_unconfigure()
         channel.send(
             protocol.encode(
