@@ -271,11 +271,14 @@ def encode(message: Message) -> bytes:
     return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode(payload: bytes) -> Message:
-    message = pickle.loads(payload)
+def _checked(message: Any) -> Message:
     if not isinstance(message, MESSAGE_TYPES):
         raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
     return message  # type: ignore[return-value]
+
+
+def decode(payload: bytes) -> Message:
+    return _checked(pickle.loads(payload))
 
 
 class Unresolved:
@@ -321,10 +324,8 @@ def decode_tolerant(payload: bytes) -> tuple[Message, tuple[str, ...]]:
     except (ImportError, AttributeError):
         pass
     unpickler = _TolerantUnpickler(payload)
-    message = unpickler.load()
-    if not isinstance(message, MESSAGE_TYPES):
-        raise TypeError(f"not a parallel_exec protocol message: {type(message)!r}")
-    return message, tuple(dict.fromkeys(unpickler.unresolved))  # type: ignore[return-value]
+    message = _checked(unpickler.load())
+    return message, tuple(dict.fromkeys(unpickler.unresolved))
 
 
 def _picklable(value: Any) -> bool:
