@@ -7,6 +7,8 @@ one-line reason (exit code 2).
 
 from __future__ import annotations
 
+import pytest
+
 
 class ParallelExecError(Exception):
     """Base of every error parallel_exec raises deliberately."""
@@ -31,3 +33,15 @@ class HistoryError(ParallelExecError):
 class HistoryUnavailable(HistoryError):
     """The store is valid but not usable now (locked by another run, or written by a
     newer parallel_exec): it is skipped for this run and left exactly as it is."""
+
+
+class VersionMismatchError(WorkerStartError):
+    """A worker runs another protocol, package or Python version than the controller."""
+
+
+class WorkerInternalError(ParallelExecError):
+    """An INTERNALERROR in a worker; its text is the worker's traceback."""
+
+
+class ParallelExecWarning(pytest.PytestWarning):
+    """A problem parallel_exec worked around (for example an unusable timing history)."""

@@ -19,7 +19,7 @@ from . import settings as settings_module
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .forkserver import ForkServer
+    from .controller.forkserver import ForkServer
 
 XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
 #: pytest-rerunfailures, by its entry-point name and by its module name (``-p``).
@@ -124,10 +124,11 @@ def pytest_configure(config: pytest.Config) -> None:
     fork_server = start_fork_server() if parallel and settings.forks_workers else None
     # The main process's machinery (controller, history, pydantic models, writers) is
     # imported here, never in workers: every worker pays its imports at start-up.
-    from .controller import ControllerPlugin
-    from .recording import ParallelExecWarning, warn_consumer_failure
-    from .serial import SerialEvents
-    from .writers import make_writers
+    from .controller.plugin import ControllerPlugin
+    from .errors import ParallelExecWarning
+    from .history.recording import warn_consumer_failure
+    from .reporting.serial import SerialEvents
+    from .reporting.writers import make_writers
 
     if parallel:
         try:
@@ -155,7 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def start_fork_server() -> ForkServer | None:
     """The fork server, or None where it cannot run (workers are then spawned)."""
-    from .forkserver import ForkServer
+    from .controller.forkserver import ForkServer
 
     try:
         return ForkServer()
@@ -166,11 +167,9 @@ def start_fork_server() -> ForkServer | None:
 def _terminal_to_stderr(config: pytest.Config) -> None:
     """``--report-tap -`` owns standard output: pytest's terminal report moves to stderr,
     whole (pytest-tap removes it instead; here the summary stays readable)."""
-    from _pytest.config import create_terminal_writer
+    from ._pytest_compat import terminal_to
 
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter._tw = create_terminal_writer(config, sys.stderr)
+    terminal_to(config, sys.stderr)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -187,7 +186,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
     known = len(controller.timings)
     history = f", history: {known} tests known" if controller.store is not None else ""
-    from .controller import collection_mode
+    from .controller.run import collection_mode
 
     mode, fallback = collection_mode(config, settings)
     collection = f", collection={mode} ({fallback})" if fallback is not None else ""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import execnet
 import pytest
 
-from parallel_exec import forkserver
+from parallel_exec.controller import forkserver
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="needs fork and AF_UNIX")
 

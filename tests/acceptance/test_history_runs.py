@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from parallel_exec.history import HistoryStore, TestResult, TestTiming
-from parallel_exec.learning import LearningOutcome
+from parallel_exec.history.learning import LearningOutcome
+from parallel_exec.history.store import HistoryStore, TestResult, TestTiming
 
 if TYPE_CHECKING:
     from conftest import PluginRunner

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import parallel_exec
-from parallel_exec.writers.json_report import JsonReport
+from parallel_exec.reporting.writers.json_report import JsonReport
 
 if TYPE_CHECKING:
     from conftest import PluginRunner

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 from faults_helpers import FaultRun, assert_accounted, assert_no_process_left, run_fault
 
-from parallel_exec.history import HistoryStore, TestResult
+from parallel_exec.history.store import HistoryStore, TestResult
 from read_only_fs import files_of, read_only
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from parallel_exec import events
+from parallel_exec.reporting import events
 
 
 @dataclass

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallel_exec import protocol
-from parallel_exec.canonical import CanonicalCollection, check_agrees, merge
+from parallel_exec.controller.canonical import CanonicalCollection, check_agrees, merge
 from parallel_exec.errors import CollectionMismatchError, ParallelExecError
+from parallel_exec.wire import protocol
 
 FILES = ("pkg/test_a.py", "pkg/test_b.py", "test_c.py", "test_d.py")
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from parallel_exec import cli, history
 from parallel_exec._version import __version__
-from parallel_exec.history import HistoryStore, TestResult, TestTiming
-from parallel_exec.learning import LearningOutcome, RanTest, summarize
+from parallel_exec.history import cli
+from parallel_exec.history import store as history
+from parallel_exec.history.learning import LearningOutcome, RanTest, summarize
+from parallel_exec.history.store import HistoryStore, TestResult, TestTiming
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +120,7 @@ def test_schema_outcome(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_schema_report(capsys: pytest.CaptureFixture[str]) -> None:
     """Prints the ``--report-json`` schema, byte for byte the committed copy."""
-    from parallel_exec.writers.json_report import schema_text
+    from parallel_exec.reporting.writers.json_report import schema_text
 
     code, out, err = run_cli(capsys, "schema", "report")
     assert (code, err) == (0, "")

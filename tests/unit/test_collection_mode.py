@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import pytest
 
-from parallel_exec.collection import cross_file_reordering
-from parallel_exec.controller import collection_mode
+from parallel_exec.controller.run import collection_mode
 from parallel_exec.settings import Settings
+from parallel_exec.worker.collection import cross_file_reordering
 
 
 class FakePluginManager:

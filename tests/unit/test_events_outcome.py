@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from parallel_exec import events
+from parallel_exec.reporting import events
 
 NODE = "test_mod.py::test_it"
 LOCATION = ("test_mod.py", 3, "test_it")
@@ -361,6 +361,6 @@ def test_consumer_names() -> None:
             pass
 
     assert events.consumer_name(Plain()) == "Plain"
-    from parallel_exec.replay import HookReplay
+    from parallel_exec.reporting.replay import HookReplay
 
     assert HookReplay.isolated is False

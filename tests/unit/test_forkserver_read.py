@@ -1,4 +1,4 @@
-"""``_read_exactly``: how the controller reads a forked worker's messages off its socket.
+"""``read_exactly``: how the controller reads a forked worker's messages off its socket.
 
 A worker's report arrives in many small ``recv`` chunks; reading it must stay linear in
 its size (a 100 MB captured output once took ~20 s to read) and must end with EOFError,
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from parallel_exec import forkserver
-from parallel_exec.forkserver import _read_exactly
+from parallel_exec.controller import forkserver
+from parallel_exec.wire.socket_io import read_exactly
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="needs Unix sockets")
 
@@ -58,7 +58,7 @@ def test_reads_a_large_payload_sent_in_small_chunks(
     trailer = b"next message"
     thread = send_in_chunks(writer, payload + trailer, close=True)
     started = time.perf_counter()
-    got = _read_exactly(reader, len(payload))
+    got = read_exactly(reader, len(payload))
     elapsed = time.perf_counter() - started
     thread.join(timeout=30)
     print(f"read {len(payload) / 1e6:.0f} MB in {elapsed:.3f}s")
@@ -66,17 +66,17 @@ def test_reads_a_large_payload_sent_in_small_chunks(
     assert len(got) == len(payload)
     assert got == payload
     # Nothing past the requested size was consumed.
-    assert _read_exactly(reader, len(trailer)) == trailer
+    assert read_exactly(reader, len(trailer)) == trailer
 
 
 def test_short_stream_is_eof(pair: tuple[socket.socket, socket.socket]) -> None:
     reader, writer = pair
     thread = send_in_chunks(writer, b"x" * (3 * CHUNK + 5), close=True)
     with pytest.raises(EOFError, match=f"expected {4 * CHUNK} bytes, got {3 * CHUNK + 5}"):
-        _read_exactly(reader, 4 * CHUNK)
+        read_exactly(reader, 4 * CHUNK)
     thread.join(timeout=30)
 
 
 def test_zero_bytes_reads_nothing(pair: tuple[socket.socket, socket.socket]) -> None:
     reader, _ = pair
-    assert _read_exactly(reader, 0) == b""
+    assert read_exactly(reader, 0) == b""

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from parallel_exec import history
 from parallel_exec.errors import HistoryError, HistoryUnavailable
-from parallel_exec.history import (
+from parallel_exec.history import store as history
+from parallel_exec.history.store import (
     ALPHA,
     DEFAULT_ESTIMATE,
     SCHEMA_VERSION,
@@ -886,7 +886,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from parallel_exec.history import HistoryStore, TestResult
+    from parallel_exec.history.store import HistoryStore, TestResult
 
     path, tag, first, count, rounds, start_at = sys.argv[1:7]
     while time.time() < float(start_at):

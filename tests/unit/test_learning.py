@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from parallel_exec.learning import (
+from parallel_exec.history.learning import (
     STRAGGLER_K,
     STRAGGLER_MIN_EXCESS,
     LearningOutcome,

@@ -1,4 +1,4 @@
-"""``worker.ProgressFile``: crash evidence a worker leaves behind, read by the controller."""
+"""``wire.progress.ProgressFile``: crash evidence a worker leaves behind, read by the controller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallel_exec.worker import IDLE, PROGRESS_FORMAT, ProgressFile
+from parallel_exec.wire.progress import IDLE, PROGRESS_FORMAT, ProgressFile
 
 
 def test_new_file_reads_idle(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parallel_exec import protocol
 from parallel_exec.scheduling import base as scheduling
+from parallel_exec.wire import protocol
 
 WARNING = protocol.SerializedWarning(
     message="deprecated thing",

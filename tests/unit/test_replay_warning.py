@@ -8,9 +8,10 @@ import warnings
 
 import pytest
 
-from parallel_exec import events, protocol
-from parallel_exec.replay import rebuild_warning
-from parallel_exec.worker import serialize_warning
+from parallel_exec.reporting import events
+from parallel_exec.reporting.replay import rebuild_warning
+from parallel_exec.wire import protocol
+from parallel_exec.worker.session import serialize_warning
 
 LOCATION = ("tests/test_w.py", 7, "test_w")
 

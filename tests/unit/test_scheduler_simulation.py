@@ -42,7 +42,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from parallel_exec.controller import TICK_SECONDS
+from parallel_exec.controller.run import TICK_SECONDS
 from parallel_exec.scheduling import (
     Decision,
     Drain,
@@ -51,7 +51,7 @@ from parallel_exec.scheduling import (
     TestPlanInput,
     make_scheduler,
 )
-from parallel_exec.worker import FLUSH_INTERVAL, FLUSH_SIZE, LOW_WATER
+from parallel_exec.worker.session import FLUSH_INTERVAL, FLUSH_SIZE, LOW_WATER
 
 
 class SimulationViolation(AssertionError):

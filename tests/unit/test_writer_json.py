@@ -24,12 +24,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import parallel_exec
-from parallel_exec import events
 from parallel_exec._version import __version__
-from parallel_exec.controller import closing_report, crash_report
-from parallel_exec.learning import RanTest, summarize
-from parallel_exec.writers import json_report
-from parallel_exec.writers.json_report import TEXT_CAP, JsonReport, JsonWriter
+from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.history.learning import RanTest, summarize
+from parallel_exec.reporting import events
+from parallel_exec.reporting.writers import json_report
+from parallel_exec.reporting.writers.json_report import TEXT_CAP, JsonReport, JsonWriter
 
 SCHEMA_FILE = Path(parallel_exec.__file__).parent / "schemas" / "report.schema.json"
 REGENERATE = "parallel-exec schema report > src/parallel_exec/schemas/report.schema.json"

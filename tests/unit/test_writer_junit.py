@@ -22,9 +22,9 @@ from inline_reports import Collected, run_inline
 from junitparser import xunit2
 from lxml import etree as lxml_etree  # type: ignore[import-untyped]
 
-from parallel_exec import events
-from parallel_exec.controller import closing_report, crash_report
-from parallel_exec.writers.junit import JunitWriter, format_time, mangle_test_address
+from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.reporting import events
+from parallel_exec.reporting.writers.junit import JunitWriter, format_time, mangle_test_address
 
 JUNIT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "reference" / "junit-10.xsd"
 XS = "{http://www.w3.org/2001/XMLSchema}"

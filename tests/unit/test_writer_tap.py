@@ -24,9 +24,9 @@ from inline_reports import run_inline
 from tap.line import Result  # type: ignore[import-untyped]
 from tap.parser import Parser  # type: ignore[import-untyped]
 
-from parallel_exec import events
-from parallel_exec.controller import closing_report, crash_report
-from parallel_exec.writers.tap import TapWriter, description, diagnostic_block
+from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.reporting import events
+from parallel_exec.reporting.writers.tap import TapWriter, description, diagnostic_block
 
 # --------------------------------------------------------------------------- consumers
 

@@ -16,16 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from . import events
-from ._version import __version__
-from .errors import HistoryError
-from .files import write_atomically
-from .history import HistoryStore, TestResult
+from .._version import __version__
+from ..errors import HistoryError, ParallelExecWarning
+from ..files import write_atomically
+from ..reporting import events
 from .learning import LearningOutcome, RanTest, summarize
-
-
-class ParallelExecWarning(pytest.PytestWarning):
-    """A problem parallel_exec worked around (for example an unusable timing history)."""
+from .store import HistoryStore, TestResult
 
 
 def cache_dir(config: pytest.Config) -> Path:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
-from .learning import LearningOutcome
+from ..history.learning import LearningOutcome
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,68 @@ class WorkerStarted:
     pid: int
     #: The crashed worker this one replaces (None: started for the run's own needs).
     replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """The worker's collection agreed with the canonical one and it takes work now."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class WorkerFinished:
+    """The worker ended its session normally.  ``workeroutput`` is what its plugins
+    put in ``config.workeroutput`` (pytest-cov's data, for one), as xdist hands it on."""
+
+    worker_id: str
+    exitstatus: int
+    workeroutput: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunPlanned:
+    """The canonical collection is adopted and the scheduler made: what the run expects.
+
+    ``predictions`` are the history's ``(mean, stdev)`` of the tests it knows;
+    ``predicted_makespan`` the scheduler's plan (None: ``load``, no plan)."""
+
+    strategy: str
+    workers: int
+    tests: int
+    predictions: Mapping[str, tuple[float, float]]
+    predicted_makespan: float | None
+
+
+@dataclass(frozen=True)
+class TestStarted:
+    """A worker began a test (one per attempt), with the worker's clock."""
+
+    __test__ = False  # not a test class, despite the name
+
+    worker_id: str
+    nodeid: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class RunNotice:
+    """A line for the user about the run itself (fewer workers than asked, the fork
+    server gone, a fatal error's text)."""
+
+    text: str
+    #: ``info``, ``warning`` (yellow) or ``error`` (red).
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class InternalError:
+    """A worker's INTERNALERROR (a hook or plugin that raised in pytest's machinery).
+    ``same_as``: an earlier worker that reported the same text (it is not repeated)."""
+
+    worker_id: str
+    text: str
+    same_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +264,9 @@ class RunFinished:
     """The last test is in (or will never come): the run loop is over."""
 
     tests_not_run: int
+    #: Something other than a test's outcome went wrong: a crash, an internal error,
+    #: a fatal error, an interrupt (the outcome record grades it).
+    execution_failed: bool = False
     finished_at: float = field(default_factory=time.time)
 
 
@@ -233,6 +298,12 @@ class SessionEnded:
 RunEvent = (
     RunStarted
     | WorkerStarted
+    | WorkerReady
+    | WorkerFinished
+    | RunPlanned
+    | TestStarted
+    | RunNotice
+    | InternalError
     | CollectionFinished
     | WarningRecorded
     | TestFinished

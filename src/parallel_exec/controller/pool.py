@@ -27,12 +27,26 @@ from typing import Any
 
 import execnet
 
-from . import forkserver, protocol
-from .worker import ProgressFile, bootstrap_source
+from ..wire import protocol
+from ..wire.progress import ProgressFile
+from . import forkserver
 
 #: How much of a dead worker's stderr goes into the report of the test it was running.
 STDERR_EXCERPT_BYTES = 16000
 TAIL_POLL_SECONDS = 0.05
+
+
+def bootstrap_source(package_parent: str, nice: int = 0) -> str:
+    """The code the controller executes in a new gateway to enter ``main``; ``nice``
+    lowers the process's priority before anything heavy is imported."""
+    return (
+        (f"import os\nif hasattr(os, 'nice'): os.nice({int(nice)})\n" if nice else "")
+        + "import sys\n"
+        f"_p = {package_parent!r}\n"
+        "if _p not in sys.path: sys.path.append(_p)\n"
+        "from parallel_exec.worker.main import main\n"
+        "main(channel)\n"
+    )
 
 
 class WorkerState(enum.Enum):

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from . import events, protocol
+from .._pytest_compat import end_current_line
+from ..wire import protocol
+from . import events
 
 
 def warning_category(module_name: str, qualname: str) -> type[Warning]:
@@ -106,9 +108,7 @@ def terminal_line(config: pytest.Config, text: str, **markup: bool) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    writer = getattr(reporter, "_tw", None)
-    if writer is not None and getattr(writer, "width_of_current_line", False):
-        writer.line()
+    end_current_line(config)
     reporter.write_line(text, **markup)
 
 

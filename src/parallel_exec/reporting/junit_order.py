@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .._pytest_compat import junit_reporters
 from . import events
 
 
@@ -26,10 +27,7 @@ class JunitOrder:
         self._index: dict[str, int] = {}
 
     def _reporters(self) -> list[Any] | None:
-        from _pytest import junitxml
-
-        xml = self.config.stash.get(junitxml.xml_key, None)
-        return getattr(xml, "node_reporters_ordered", None) if xml is not None else None
+        return junit_reporters(self.config)
 
     def __call__(self, event: events.RunEvent) -> None:
         reporters = self._reporters()

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _pytest._code.code import TerminalRepr
-from _pytest._io import TerminalWriter
-from _pytest.reports import CollectErrorRepr
+
+from .._pytest_compat import CollectErrorRepr, TerminalRepr, TerminalWriter
 
 WAS_REPR = "parallel_exec_longrepr_was_repr"
 

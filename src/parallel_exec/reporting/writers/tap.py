@@ -24,8 +24,8 @@ from typing import Union
 
 import pytest
 
+from ...files import write_atomically
 from .. import events
-from ..files import write_atomically
 from .common import (
     OUTCOMES,
     cap,

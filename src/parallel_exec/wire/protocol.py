@@ -87,10 +87,14 @@ ControllerMessage = WorkerSetup | Assign | Drain | Stop
 
 @dataclass(frozen=True)
 class Hello:
+    """The worker's side of the handshake: the controller compares every version with
+    its own and refuses a worker that differs (``handshake_mismatch``)."""
+
     worker_id: str
     pid: int
     python: str
     package_version: str
+    protocol_version: int = PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class TestRecord:
     #: its teardown ends the session's fixtures (which may end the process).  The full
     #: record follows unless the worker dies.
     partial: bool = False
+    #: When the test began, on the worker's clock (``time.time()``).
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,8 @@ class Progress:
     want_more: bool = False
     queued: int = 0
     running: str | None = None
+    #: When ``running`` began (or begins: now), on the worker's clock (``time.time()``).
+    running_since: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -356,3 +364,19 @@ def make_picklable(value: Any, replaced: list[str]) -> Any:
     text = _safe_repr(value)
     replaced.append(text)
     return text
+
+
+def handshake_mismatch(hello: Hello, python: str, package_version: str) -> str | None:
+    """What differs between a worker (``hello``) and the controller, in words naming
+    both sides; None when they match.  Pickled messages need the same protocol, the same
+    package and the same Python on both sides."""
+    differences = [
+        f"{what}: controller {ours}, worker {theirs}"
+        for what, ours, theirs in (
+            ("protocol version", PROTOCOL_VERSION, hello.protocol_version),
+            ("parallel_exec version", package_version, hello.package_version),
+            ("Python version", python, hello.python),
+        )
+        if ours != theirs
+    ]
+    return "; ".join(differences) or None

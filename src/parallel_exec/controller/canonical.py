@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol
-from .errors import CollectionMismatchError
+from ..errors import CollectionMismatchError
+from ..wire import protocol
 
 
 @dataclass(frozen=True)

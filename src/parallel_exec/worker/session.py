@@ -1,15 +1,8 @@
-"""The worker side: a real pytest session in a child process, driven by the controller.
+"""The worker's pytest plugin: turns a pytest session into a worker of the controller.
 
-The controller starts this module in an execnet popen gateway (``bootstrap`` below).  The
-worker builds its config from the controller's command line (so ini, ``addopts`` and
-``PYTEST_ADDOPTS`` apply exactly as they did there), collects, reports its collection,
-then runs the tests it is assigned, in order, streaming serialized reports back in
-batches.  It keeps one test in hand until it knows the next one, because pytest tears
-fixtures down by comparing a test with its successor.
-
-Crash evidence does not depend on this process surviving: its stdout and stderr are
-files the controller reads, faulthandler writes to that stderr, and the index of the
-test being run is kept in a small progress file.
+It reports the worker's collection, then runs the tests it is assigned, in order,
+streaming serialized reports back in batches.  It keeps one test in hand until it knows
+the next one, because pytest tears fixtures down by comparing a test with its successor.
 """
 
 from __future__ import annotations
@@ -18,86 +11,25 @@ import contextlib
 import dataclasses
 import os
 import queue
-import signal
-import struct
-import sys
 import threading
 import time
-import traceback
 import warnings
 from collections import deque
 from typing import Any
 
 import pytest
 
-from . import protocol
-from ._version import __version__
+from .._pytest_compat import install_worker_logxml, take_worker_logxml, terminal_to
+from ..wire import protocol
+from ..wire.progress import IDLE, ProgressFile
+from ..wire.reports import serialize
 from .collection import SplitCollection
-from .reports import serialize
 
 #: Ask for more work when this many tests or fewer are left in the local queue.
 LOW_WATER = 2
 #: Send finished tests at least this often (seconds) and in batches of at most this size.
 FLUSH_INTERVAL = 0.02
 FLUSH_SIZE = 500
-
-PROGRESS_FORMAT = struct.Struct("<qqd")
-IDLE = -1
-
-
-def bootstrap_source(package_parent: str, nice: int = 0) -> str:
-    """The code the controller executes in a new gateway to enter ``main``; ``nice``
-    lowers the process's priority before anything heavy is imported."""
-    return (
-        (f"import os\nif hasattr(os, 'nice'): os.nice({int(nice)})\n" if nice else "")
-        + "import sys\n"
-        f"_p = {package_parent!r}\n"
-        "if _p not in sys.path: sys.path.append(_p)\n"
-        "from parallel_exec.worker import main\n"
-        "main(channel)\n"
-    )
-
-
-class ProgressFile:
-    """The controller's index of the test in progress (-1: none), where its stderr starts
-    and when it started (``time.time()``).
-
-    Written before and after every test with one ``pwrite`` (no flush needed: the
-    kernel keeps it when the process dies), read by the controller after a crash.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.write(IDLE)
-
-    def write(self, index: int) -> None:
-        stderr_at = os.fstat(_stderr_file_fd).st_size if index != IDLE else 0
-        started = time.time() if index != IDLE else 0.0
-        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at, started), 0)
-
-    @staticmethod
-    def read_full(path: str) -> tuple[int, int, float]:
-        """``(index, stderr offset, start time)``; ``(-1, 0, 0.0)`` when there is nothing
-        to read."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(PROGRESS_FORMAT.size)
-        except OSError:
-            return IDLE, 0, 0.0
-        if len(data) != PROGRESS_FORMAT.size:
-            return IDLE, 0, 0.0
-        index, stderr_at, started = PROGRESS_FORMAT.unpack(data)
-        return int(index), int(stderr_at), float(started)
-
-    @classmethod
-    def read_entry(cls, path: str) -> tuple[int, int]:
-        """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
-        index, stderr_at, _ = cls.read_full(path)
-        return index, stderr_at
-
-    @classmethod
-    def read(cls, path: str) -> int:
-        return cls.read_entry(path)[0]
 
 
 def serialize_warning(
@@ -128,7 +60,7 @@ def unsendable_warning(nodeid: str, replaced: list[str]) -> protocol.SerializedW
             f"parallel_exec: {len(replaced)} value(s) in the reports of {nodeid} could not "
             f"be sent from the worker (not picklable) and are reported as their repr: {shown}"
         ),
-        category_module="parallel_exec.recording",
+        category_module="parallel_exec.errors",
         category_name="ParallelExecWarning",
         filename=nodeid.split("::", 1)[0],
         lineno=0,
@@ -156,14 +88,21 @@ def group_of(item: pytest.Item) -> str | None:
 class WorkerSession:
     """The plugin that turns a pytest session into a worker of the controller."""
 
-    def __init__(self, config: pytest.Config, channel: Any, setup: protocol.WorkerSetup) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        channel: Any,
+        setup: protocol.WorkerSetup,
+        stderr_fd: int = 2,
+    ) -> None:
         self.config = config
         self.channel = channel
         self.setup = setup
         self.worker_id = setup.worker_id
         self.inbox: queue.SimpleQueue[protocol.ControllerMessage | None] = queue.SimpleQueue()
         self.stop_requested = threading.Event()
-        self.progress = ProgressFile(setup.progress_path)
+        self.stderr_fd = stderr_fd
+        self.progress = ProgressFile(setup.progress_path, stderr_fd)
         self.collection = SplitCollection(config, setup.share, setup.import_all)
         config.pluginmanager.register(self.collection, "parallel_exec_collection")
         self._queue: deque[pytest.Item] = deque()
@@ -180,6 +119,8 @@ class WorkerSession:
         self._lock = threading.RLock()
         #: The test running now (None between tests), for the flusher.
         self._running: pytest.Item | None = None
+        #: When the test in ``_running`` began (``time.time()``).
+        self._started_at = 0.0
         self._flusher_stop = threading.Event()
         self._collect_reports: list[dict[str, Any]] = []
         self._collect_warnings: list[protocol.SerializedWarning] = []
@@ -258,6 +199,7 @@ class WorkerSession:
             want_more=want_more,
             queued=len(self._queue),
             running=running.nodeid if running is not None else None,
+            running_since=self._started_at if running is self._running else time.time(),
         )
         try:
             payload = protocol.encode(message)
@@ -312,19 +254,8 @@ class WorkerSession:
         unregistered ``LogXML`` writes no file; its suite properties go back to the
         controller with ``SessionFinished``.
         """
-        if not config.option.xmlpath:
-            return
-        from _pytest import junitxml
-
-        config.stash[junitxml.xml_key] = junitxml.LogXML(
-            config.option.xmlpath,
-            config.option.junitprefix,
-            config.getini("junit_suite_name"),
-            config.getini("junit_logging"),
-            config.getini("junit_duration_report"),
-            config.getini("junit_family"),
-            config.getini("junit_log_passing_tests"),
-        )
+        if config.option.xmlpath:
+            install_worker_logxml(config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -333,23 +264,14 @@ class WorkerSession:
         A worker's stdout is the channel for output that escapes capture (streamed with
         ``-s``), so the worker's own progress lines must not land there.
         """
-        from _pytest._io import TerminalWriter
-
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and hasattr(reporter, "_tw"):
-            reporter._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-        _keep_output_on_exit(self.config)
+        terminal_to(self.config, None)
+        keep_output_on_exit(self.config, self.stderr_fd)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Take the suite properties, and the unregistered ``LogXML`` away from pytest's
         junitxml plugin, whose own unconfigure would try to unregister it."""
-        from _pytest import junitxml
-
-        xml = config.stash.get(junitxml.xml_key, None)
-        if xml is not None:
-            self.junit_properties = list(xml.global_properties)
-            del config.stash[junitxml.xml_key]
+        self.junit_properties = take_worker_logxml(config)
 
     # ------------------------------------------------------------ collection hooks
 
@@ -451,6 +373,7 @@ class WorkerSession:
         self._current_reports = []
         self._current_warnings = []
         self.progress.write(self._index_of[item.nodeid])
+        self._started_at = time.time()
         self._running = item
         try:
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -461,6 +384,7 @@ class WorkerSession:
                 location=item.location,
                 reports=tuple(self._current_reports),
                 warnings=tuple(self._current_warnings),
+                started_at=self._started_at,
             )
             self._current_reports = None
             self._current_warnings = []
@@ -503,6 +427,7 @@ class WorkerSession:
                 location=item.location,
                 reports=tuple(self._current_reports),
                 partial=True,
+                started_at=self._started_at,
             )
             with self._lock:
                 self._batch.append(partial)
@@ -536,25 +461,7 @@ class WorkerSession:
         return True
 
 
-# ---------------------------------------------------------------- process set-up
-
-
-def _redirect_output(base: str) -> None:
-    """Point fd 1 and fd 2 at files the controller reads (survives a crash)."""
-    for fd, suffix in ((1, ".out"), (2, ".err")):
-        target = os.open(base + suffix, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(target, fd)
-        os.close(target)
-    # New text streams on the redirected descriptors; they live as long as the process.
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    sys.__stdout__ = sys.stdout  # type: ignore[misc]
-    sys.__stderr__ = sys.stderr  # type: ignore[misc]
-    global _stderr_file_fd
-    _stderr_file_fd = os.dup(2)  # stays on the file while pytest captures fd 2
-
-
-def _keep_output_on_exit(config: pytest.Config) -> None:
+def keep_output_on_exit(config: pytest.Config, stderr_fd: int) -> None:
     """Make ``os._exit`` in a test leave the test's captured output in the stderr file.
 
     pytest captures into an anonymous temporary file, which dies with the process; a
@@ -572,121 +479,10 @@ def _keep_output_on_exit(config: pytest.Config) -> None:
                 for label, text in (("stdout", out), ("stderr", err)):
                     if text:
                         header = f"--- captured {label} before os._exit({code}) ---\n"
-                        os.write(_stderr_file_fd, header.encode())
-                        os.write(_stderr_file_fd, text.encode("utf-8", "replace"))
+                        os.write(stderr_fd, header.encode())
+                        os.write(stderr_fd, text.encode("utf-8", "replace"))
             except Exception:
                 pass
         original(code)
 
     os._exit = _exit  # type: ignore[assignment]
-
-
-_hard_exit = os._exit
-_stderr_file_fd = 2
-
-
-def _watch_parent(controller_pid: int) -> None:
-    """End this worker if the controller disappears without telling it.
-
-    A spawned worker is the controller's child: its parent changes when the controller
-    dies.  A forked worker is the fork server's child, and must outlive that server if it
-    dies: it watches the controller's process id itself.
-    """
-    parent = os.getppid()
-
-    def gone() -> bool:
-        if parent == controller_pid:
-            return os.getppid() != parent
-        try:
-            os.kill(controller_pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if gone():
-                _hard_exit(70)
-
-    threading.Thread(target=watch, name="parallel_exec-parent-watch", daemon=True).start()
-
-
-def _set_environment(setup: protocol.WorkerSetup) -> None:
-    count = str(setup.worker_count)
-    os.environ.update(
-        {
-            "PARALLEL_EXEC_WORKER": setup.worker_id,
-            "PARALLEL_EXEC_WORKER_COUNT": count,
-            "PARALLEL_EXEC_RUN_ID": setup.run_id,
-            "PYTEST_XDIST_WORKER": setup.worker_id,
-            "PYTEST_XDIST_WORKER_COUNT": count,
-            "PYTEST_XDIST_TESTRUNUID": setup.run_id,
-        }
-    )
-
-
-def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
-    from _pytest.config import _prepareconfig
-
-    config = _prepareconfig(list(setup.args), plugins=["parallel_exec"])
-    config.option.basetemp = setup.basetemp
-    return config
-
-
-def main(channel: Any) -> None:
-    """Entry point inside the worker process (called by ``bootstrap_source``)."""
-    setup = protocol.decode(channel.receive())
-    assert isinstance(setup, protocol.WorkerSetup)
-    channel.send(
-        protocol.encode(
-            protocol.Hello(
-                worker_id=setup.worker_id,
-                pid=os.getpid(),
-                python=sys.version.split()[0],
-                package_version=__version__,
-            )
-        )
-    )
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
-    _watch_parent(setup.controller_pid or os.getppid())
-    _redirect_output(setup.progress_path.rsplit(".", 1)[0])
-    os.chdir(setup.invocation_dir)
-    for entry in reversed(setup.sys_path):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    _set_environment(setup)
-    worker_id = setup.worker_id
-    try:
-        config = _make_config(setup)
-        config.workerinput = {  # type: ignore[attr-defined]
-            "workerid": worker_id,
-            "workercount": setup.worker_count,
-            "testrunuid": setup.run_id,
-            "mainargv": list(setup.args),
-        }
-        config.workeroutput = {}  # type: ignore[attr-defined]
-        session = WorkerSession(config, channel, setup)
-        config.pluginmanager.register(session, "parallel_exec_worker")
-        exitstatus = config.hook.pytest_cmdline_main(config=config)
-        config._ensure_unconfigure()
-        channel.send(
-            protocol.encode(
-                protocol.SessionFinished(
-                    worker_id=worker_id,
-                    exitstatus=int(exitstatus),
-                    workeroutput=dict(config.workeroutput),  # type: ignore[attr-defined]
-                    junit_properties=tuple(session.junit_properties),
-                )
-            )
-        )
-    except BaseException as exc:
-        if isinstance(exc, pytest.UsageError):
-            error = protocol.WorkerError(worker_id, str(exc), "usage")
-        else:
-            detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = protocol.WorkerError(worker_id, detail.rstrip("\n"), "internal")
-        with contextlib.suppress(Exception):
-            channel.send(protocol.encode(error))

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from ...files import write_atomically
 from .. import events
-from ..files import write_atomically
 from .common import captured, longrepr_text, test_location, visible
 
 #: Budget of a ``message`` attribute (pytest's): the full text is in the element.

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryError, HistoryUnavailable
+from ..errors import HistoryError, HistoryUnavailable
 
 SCHEMA_VERSION = 1
 #: Weight of the newest duration in the recency-weighted mean and variance.

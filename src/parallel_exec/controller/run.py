@@ -17,7 +17,6 @@ import os
 import queue
 import sys
 import time
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,15 +25,22 @@ from typing import Any
 import pytest
 from _pytest._code.code import TerminalRepr
 
-from . import events, protocol
-from ._version import __version__
+from .._version import __version__
+from ..cpus import usable_cpus
+from ..errors import CollectionMismatchError, WorkerInternalError, WorkerStartError
+from ..history.recording import (
+    OutcomeRecorder,
+)
+from ..history.store import TestTiming, estimate_durations
+from ..reporting import events
+from ..reporting.replay import rebuild_warning, terminal_line
+from ..scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
+from ..settings import Settings
+from ..wire import protocol
+from ..wire.reports import deserialize
+from ..worker.collection import cross_file_reordering
 from .canonical import CanonicalCollection, check_agrees, merge
-from .collection import cross_file_reordering
-from .cpus import usable_cpus
-from .errors import CollectionMismatchError, HistoryError, ParallelExecError, WorkerStartError
 from .forkserver import ForkServer
-from .history import HistoryStore, TestTiming, estimate_durations
-from .junit_order import JunitOrder
 from .pool import (
     ChannelClosed,
     ForkServerLost,
@@ -47,17 +53,6 @@ from .pool import (
     WorkerState,
     read_excerpt,
 )
-from .recording import (
-    OutcomeRecorder,
-    ParallelExecWarning,
-    open_history,
-    warn_consumer_failure,
-)
-from .replay import HookReplay, rebuild_warning, terminal_line
-from .reports import deserialize
-from .scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
-from .settings import Settings
-from .writers import make_writers
 
 #: How long the controller waits for an event before it looks at its workers again.
 POLL_SECONDS = 0.1
@@ -450,7 +445,7 @@ class ParallelRun:
                         f"cannot import ({names}; defined in a test module?): they are shown "
                         "by their class name only"
                     ),
-                    category_module="parallel_exec.recording",
+                    category_module="parallel_exec.errors",
                     category_name="ParallelExecWarning",
                     filename=__file__,
                     lineno=0,
@@ -904,21 +899,6 @@ MAX_EXTRA_WORKERS = 16
 MAX_COLLECTION_ATTEMPTS = 2
 
 
-def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> None:
-    """Put the terminal's reports in collection order, as a serial run has them: the
-    FAILURES and ERRORS sections and the short summary follow that order, not the
-    order in which tests finished (a report outside the collection keeps its place
-    before them: a collection error, an internal error)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    stats = getattr(reporter, "stats", None)
-    if not isinstance(stats, dict):
-        return
-    rank = {nodeid: i for i, nodeid in enumerate(nodeids)}
-    for key, reports in stats.items():
-        if key != "warnings" and isinstance(reports, list):
-            reports.sort(key=lambda r: rank.get(str(getattr(r, "nodeid", "")), -1))
-
-
 def needs_full_collection(config: pytest.Config) -> bool:
     return any(config.getoption(name, False) for name in GLOBAL_COLLECTION_OPTIONS)
 
@@ -953,10 +933,6 @@ def location_of(nodeid: str) -> tuple[str, int | None, str]:
     """A location for a test that never reported one (it crashed, or never ran)."""
     path, _, rest = nodeid.partition("::")
     return (path, None, rest.replace("::", ".") or path)
-
-
-class WorkerInternalError(ParallelExecError):
-    """An INTERNALERROR in a worker; its text is the worker's traceback."""
 
 
 class _WorkerErrorRepr(TerminalRepr):
@@ -994,114 +970,3 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-class ControllerPlugin:
-    """Registered in the main process when a run is parallel."""
-
-    def __init__(
-        self, config: pytest.Config, settings: Settings, fork_server: ForkServer | None = None
-    ) -> None:
-        self.config = config
-        self.settings = settings
-        #: Handed to the run's pool, which then owns it; shut down here if no run took it.
-        self.fork_server = fork_server
-        self.run_id = uuid.uuid4().hex
-        self.store: HistoryStore | None = None
-        if not settings.no_history:
-            self.store = open_history(config, settings.history)
-        self.timings: dict[str, TestTiming] = {}
-        if self.store is not None:
-            try:
-                self.timings = self.store.timings()
-            except HistoryError as exc:
-                config.issue_config_time_warning(
-                    ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"),
-                    2,
-                )
-                self.store.close()
-                self.store = None
-        self.strategy = settings.dist
-        if self.strategy == "auto":
-            self.strategy = "time" if self.timings else "load"
-        self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
-        self.junit_order = JunitOrder(config)
-        self.stream = events.EventStream(
-            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)],
-            on_failure=warn_consumer_failure(config),
-        )
-        self.run: ParallelRun | None = None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection(self, session: pytest.Session) -> bool:
-        return True  # workers collect; their collections are merged into the canonical list
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        self.run = ParallelRun(
-            self.config,
-            session,
-            self.settings,
-            self.stream,
-            self.run_id,
-            self.strategy,
-            self.timings,
-            self.recorder,
-            self.fork_server,
-        )
-        self.fork_server = None
-        self.run.execute()
-        return True
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Order ``--junitxml`` as a serial run does; settle the exit code; write reports."""
-        self.junit_order.reorder()
-        run = self.run
-        if run is not None:
-            order_terminal_stats(self.config, run.nodeids)
-        if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
-            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-        if run is not None and run.internal_errors:
-            session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
-        self.stream.publish(
-            events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
-        )
-
-    @pytest.hookimpl
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        run = self.run
-        if run is not None and run.not_run and run.stop_reason is not None:
-            terminalreporter.write_line(
-                f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
-                f"not run ({run.stop_reason})"
-            )
-        if run is not None and run.running_at_interrupt:
-            terminalreporter.write_line(
-                "parallel_exec: interrupted while these tests were running:", yellow=True
-            )
-            for worker_id, nodeid, seconds in run.running_at_interrupt:
-                terminalreporter.write_line(
-                    f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s",
-                    yellow=True,
-                )
-        for line in self.recorder.summary_lines():
-            terminalreporter.write_line(line)
-        flaky = self.recorder.flaky
-        if flaky:
-            failing = " (--fail-on-flaky: the run fails)" if self.settings.fail_on_flaky else ""
-            terminalreporter.write_line(
-                f"parallel_exec: {len(flaky)} flaky test{'s' if len(flaky) != 1 else ''}"
-                f" (failed, then passed on a retry){failing}:",
-                yellow=True,
-            )
-            for nodeid in flaky:
-                terminalreporter.write_line(f"parallel_exec:   flaky {nodeid}", yellow=True)
-
-    @pytest.hookimpl
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.fork_server is not None:
-            self.fork_server.shutdown()
-        if self.store is not None:
-            self.store.close()

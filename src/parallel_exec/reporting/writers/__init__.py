@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ...settings import Settings
 from .. import events
-from ..settings import Settings
 
 
 def resolve(config: pytest.Config, value: str) -> Path:

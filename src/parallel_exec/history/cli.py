@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import HistoryError
-from .history import HistoryStore, TestTiming
+from .._version import __version__
+from ..errors import HistoryError
+from .store import HistoryStore, TestTiming
 
 DEFAULT_HISTORY = Path(".pytest_cache") / "parallel_exec" / "history.sqlite"
 EXPORT_FORMAT = "parallel_exec-history"
@@ -182,7 +182,7 @@ def _history(args: argparse.Namespace) -> int:
         store = _open(path, create=False)
         text = json.dumps(export_data(store), indent=2, sort_keys=True) + "\n"
         if args.output:
-            from .files import write_atomically
+            from ..files import write_atomically
 
             write_atomically(args.output, text)
         else:
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except HistoryError as exc:
                 raise CliError(str(exc)) from None
         if args.command == "schema" and args.which == "report":
-            from .writers.json_report import schema_text
+            from ..reporting.writers.json_report import schema_text
 
             sys.stdout.write(schema_text())
             return 0

@@ -28,10 +28,10 @@ from typing import Any, Final, Literal
 import pytest
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
+from ..._version import __version__
+from ...files import write_atomically
+from ...history.learning import LearningOutcome
 from .. import events
-from .._version import __version__
-from ..files import write_atomically
-from ..learning import LearningOutcome
 from . import common
 
 #: Bumped when a field is removed, renamed or changes meaning or type; adding a field

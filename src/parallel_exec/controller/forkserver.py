@@ -19,84 +19,33 @@ POSIX only (``fork`` and ``AF_UNIX``); elsewhere the pool spawns every worker.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import gc
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from execnet import gateway_base
+from ..wire import protocol
+from ..wire.socket_io import NAME, UnixSocketIO, read_exactly
 
-from . import protocol
-
-#: How often the fork server looks for exited children while no request comes in.
-REAP_SECONDS = 0.02
 #: How long a fork may take, from request to the child's connection.
 CONNECT_TIMEOUT = 60.0
-#: How long ``Group.terminate`` waits for the server to report a worker's exit.
-EXIT_WAIT = 30.0
 #: Unix socket paths are limited to about 100 bytes (108 on Linux, 104 on macOS).
 MAX_SOCKET_PATH = 100
-_NAME = struct.Struct("!H")
 
 
 def available() -> bool:
     """Whether this platform can fork workers (``fork`` and Unix sockets)."""
     return hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and sys.platform != "win32"
-
-
-class UnixSocketIO:
-    """execnet's IO interface (as its ``SocketIO``, which sets TCP-only options) on a
-    connected Unix socket; ``process`` answers ``wait`` and ``kill`` on the pool's side."""
-
-    def __init__(self, sock: socket.socket, execmodel: Any, process: ForkedProcess | None) -> None:
-        self.sock = sock
-        self.execmodel = execmodel
-        self.process = process
-        self.remoteaddress = sock.getsockname()
-
-    def read(self, numbytes: int) -> bytes:
-        return _read_exactly(self.sock, numbytes)
-
-    def write(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def close_read(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RD)
-
-    def close_write(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-
-    def wait(self) -> int | None:
-        if self.process is None:
-            return None
-        try:
-            return self.process.wait(timeout=EXIT_WAIT)
-        except subprocess.TimeoutExpired:  # the server never told: do not hang on it
-            return None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-
-
-# ---------------------------------------------------------------- inside the fork server
 
 
 def server_source(package_parent: str, path: str) -> str:
@@ -105,128 +54,9 @@ def server_source(package_parent: str, path: str) -> str:
         "import sys\n"
         f"_p = {package_parent!r}\n"
         "if _p not in sys.path: sys.path.append(_p)\n"
-        "from parallel_exec.forkserver import serve\n"
+        "from parallel_exec.worker.forkserver import serve\n"
         f"serve(channel, {path!r})\n"
     )
-
-
-def _preimport() -> None:
-    """Import what every worker imports before it reads its set-up: pytest, its
-    built-in plugins and the worker side.  Nothing of the user's is imported here."""
-    import pytest  # noqa: F401
-    from _pytest.config import default_plugins
-
-    for name in default_plugins:
-        with contextlib.suppress(Exception):
-            __import__(f"_pytest.{name}")
-    from . import worker  # noqa: F401
-
-    # What is here now is shared by every child: keep their garbage collections (pytest
-    # runs two at the end of each session) from walking it.
-    gc.freeze()
-
-
-def serve(channel: Any, path: str) -> None:
-    """The fork server's loop: fork on request, reap, report exits, kill on request."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
-    _preimport()
-    io = channel.gateway._io
-    inherited = [f.fileno() for f in (io.infile, io.outfile)]
-    children: dict[int, str] = {}
-    while True:
-        try:
-            payload = channel.receive(timeout=REAP_SECONDS if children else None)
-        except channel.TimeoutError:
-            payload = b""
-        except EOFError:
-            return
-        _reap(channel, children)
-        if payload is None:
-            return
-        if not payload:
-            continue
-        request = protocol.decode(payload)
-        if isinstance(request, protocol.ForkWorker):
-            _fork(channel, request, path, inherited, children)
-        elif isinstance(request, protocol.KillWorker):
-            for pid, worker_id in children.items():
-                if worker_id == request.worker_id:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-
-
-def _reap(channel: Any, children: dict[int, str]) -> None:
-    for pid in list(children):
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done, status = pid, 0
-        if done:
-            worker_id = children.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            channel.send(protocol.encode(protocol.WorkerExited(worker_id, code)))
-
-
-def _fork(
-    channel: Any,
-    request: protocol.ForkWorker,
-    path: str,
-    inherited: list[int],
-    children: dict[int, str],
-) -> None:
-    try:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a process with threads (here execnet's
-            # receiver) may deadlock the child on a lock held at that moment.  The child
-            # takes no lock of the server's: it builds its own gateway and leaves with
-            # os._exit.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError as exc:
-        channel.send(protocol.encode(protocol.ForkFailed(request.worker_id, str(exc))))
-        return
-    if pid == 0:
-        code = 70
-        try:
-            code = _child(request, path, inherited)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                traceback.print_exc()
-        finally:
-            os._exit(code)
-    children[pid] = request.worker_id
-    channel.send(protocol.encode(protocol.WorkerForked(request.worker_id, pid)))
-
-
-def _child(request: protocol.ForkWorker, path: str, inherited: list[int]) -> int:
-    """A forked worker: become a process of its own, then serve a gateway to the pool.
-
-    Returns the exit code; the caller leaves with ``os._exit`` so that nothing of the
-    fork server's (its gateway, its finalizers) runs here.
-    """
-    atexit._clear()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in inherited:  # the numbers stay taken: the server's file objects own them
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    os.environ.clear()
-    os.environ.update(request.environ)
-    if request.nice and hasattr(os, "nice"):
-        os.nice(request.nice)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
-    name = request.worker_id.encode()
-    sock.sendall(_NAME.pack(len(name)) + name)
-    execmodel = gateway_base.get_execmodel("thread")
-    gateway_base.serve(UnixSocketIO(sock, execmodel, None), id=f"{request.worker_id}-worker")
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    return 0
-
-
-# ---------------------------------------------------------------- in the pool
 
 
 class ForkedProcess:
@@ -416,8 +246,8 @@ class ForkServer:
                 return
             try:
                 sock.settimeout(CONNECT_TIMEOUT)
-                (size,) = _NAME.unpack(_read_exactly(sock, _NAME.size))
-                worker_id = _read_exactly(sock, size).decode()
+                (size,) = NAME.unpack(read_exactly(sock, NAME.size))
+                worker_id = read_exactly(sock, size).decode()
                 sock.settimeout(None)
             except (OSError, EOFError, UnicodeDecodeError):
                 sock.close()
@@ -451,23 +281,6 @@ def _pid_alive(pid: int) -> bool:
             return True
         return True
     return state not in ("Z", "X")
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``, or EOFError if the stream ends before.
-
-    Received straight into one preallocated buffer: growing a ``bytes`` object with
-    ``+=`` copies it on every chunk, quadratic in the message (a 100 MB report took
-    seconds instead of a fraction of one)."""
-    buf = bytearray(size)
-    got = 0
-    with memoryview(buf) as view:
-        while got < size:
-            count = sock.recv_into(view[got:], size - got)
-            if not count:
-                raise EOFError(f"expected {size} bytes, got {got}")
-            got += count
-    return bytes(buf)
 
 
 def _register(group: Any, io: UnixSocketIO, worker_id: str) -> Any:

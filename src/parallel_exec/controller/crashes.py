@@ -1,0 +1,189 @@
+"""Crash attribution: the reports the controller makes for tests no worker reported.
+
+A worker that dies while running a test, or in the teardown after its last test, or
+that ends its session without reporting a test it was given, leaves tests without
+reports.  This unit decides what each of them gets, from plain data: the evidence the
+transport gathered (``CrashEvidence``) and the partial record a worker sends before the
+teardown that ends the session's fixtures.  One wording for every case, here only.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ..wire import protocol
+
+Location = tuple[str, int | None, str]
+
+
+@dataclass(frozen=True)
+class CrashEvidence:
+    """What the transport can tell about a worker that ended: gathered where the
+    worker ran and handed over as data (no path for the controller to open)."""
+
+    #: Its exit code, a negative signal number, or None when unknown.
+    exit_code: int | None
+    #: Its exit status cannot be known (the fork server that started it had ended).
+    status_lost: bool
+    #: The controller's index of the test it was running (-1: none).
+    running: int
+    #: What it wrote to stderr since that test began (head and tail when long).
+    stderr_since_test: str
+    #: What it wrote to stderr altogether (head and tail when long).
+    stderr: str
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def location_of(nodeid: str) -> Location:
+    """A location for a test that never reported one (it crashed, or never ran)."""
+    path, _, rest = nodeid.partition("::")
+    return (path, None, rest.replace("::", ".") or path)
+
+
+def crash_report(
+    nodeid: str, location: Location, message: str, stderr: str, when: str
+) -> pytest.TestReport:
+    sections = [("Captured stderr (worker)", stderr)] if stderr.strip() else []
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=location,  # type: ignore[arg-type]
+        keywords={},
+        outcome="failed",
+        longrepr=message,
+        when=when,  # type: ignore[arg-type]
+        sections=sections,
+        duration=0.0,
+        user_properties=[],
+    )
+
+
+def closing_report(nodeid: str, location: Location) -> pytest.TestReport:
+    """A passed teardown, so that consumers that close a test on teardown do so."""
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=location,  # type: ignore[arg-type]
+        keywords={},
+        outcome="passed",
+        longrepr=None,
+        when="teardown",
+        duration=0.0,
+        user_properties=[],
+    )
+
+
+def not_run_reports(nodeid: str, why: str, stderr: str = "") -> tuple[pytest.TestReport, ...]:
+    """A test that never ran (or whose result never came): an error of its setup."""
+    location = location_of(nodeid)
+    return (crash_report(nodeid, location, why, stderr, "setup"), closing_report(nodeid, location))
+
+
+def lost_in_session_reason(worker_id: str, exitstatus: int) -> str:
+    return (
+        f"lost: worker {worker_id} ended its session (exit status {exitstatus}) "
+        "without reporting this test"
+    )
+
+
+def lost_at_end_reason(holder: str | None) -> str:
+    where = f"assigned to {holder}" if holder else "never assigned to a worker"
+    return f"lost: the run ended without a result for this test ({where})"
+
+
+def restarts_exhausted_reason(limit: int) -> str:
+    return f"not run: workers crashed and --max-worker-restart ({limit}) is exhausted"
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """The result the controller publishes for a test a worker died under."""
+
+    index: int
+    reports: tuple[Any, ...]
+    location: Location
+    #: It ended in the teardown after its last test (the test itself had finished).
+    in_teardown: bool
+
+
+class CrashAttribution:
+    """Keeps the partial records workers send before their session's last teardown and
+    turns a worker's end into the result of the test it was running."""
+
+    def __init__(self) -> None:
+        #: The reports so far of a worker's last test, by canonical index.
+        self._partial: dict[int, protocol.TestRecord] = {}
+
+    def partial(self, index: int, record: protocol.TestRecord) -> None:
+        """The worker's last test has run; its session's teardown comes next."""
+        self._partial[index] = record
+
+    def finished(self, index: int) -> None:
+        """The rest of a partial record came: nothing to attribute any more."""
+        self._partial.pop(index, None)
+
+    def in_teardown(self, index: int) -> bool:
+        return index in self._partial
+
+    def detail(self, worker_id: str, evidence: CrashEvidence, error: str = "") -> str:
+        """What is known beyond the exit code: a start error, a lost exit status."""
+        lines = [error] if error else []
+        if evidence.exit_code is None and evidence.status_lost:
+            lines.append("its exit status is unknown: the fork server that started it had ended")
+        return "\n".join(lines)
+
+    def attribute(
+        self,
+        worker_id: str,
+        index: int,
+        nodeid: str,
+        evidence: CrashEvidence,
+        detail: str,
+        deserialize: Any,
+    ) -> Attributed:
+        """The result of the test ``worker_id`` was running when it ended.
+        ``deserialize``: turns a serialized report back into a pytest report."""
+        location = location_of(nodeid)
+        exit_text = describe_exit(evidence.exit_code)
+        stderr = evidence.stderr_since_test
+        partial = self._partial.pop(index, None)
+        if partial is not None:
+            # Its last test had run; the process ended in the teardown that ends the
+            # session's fixtures: an error of that teardown, as pytest reports one.
+            message = (
+                f"worker {worker_id} ended during the teardown after {nodeid}, its last "
+                f"test ({exit_text}): the session's fixtures did not finish their teardown"
+            )
+            if detail:
+                message += "\n" + detail
+            reports = tuple(deserialize(dict(d)) for d in partial.reports)
+            return Attributed(
+                index,
+                (*reports, crash_report(nodeid, location, message, stderr, "teardown")),
+                partial.location,
+                in_teardown=True,
+            )
+        message = f"worker {worker_id} crashed while running {nodeid} ({exit_text})"
+        if detail:
+            message += "\n" + detail
+        return Attributed(
+            index,
+            (
+                crash_report(nodeid, location, message, stderr, "call"),
+                closing_report(nodeid, location),
+            ),
+            location,
+            in_teardown=False,
+        )

@@ -1,0 +1,150 @@
+"""``ControllerPlugin``: the pytest hooks of the main process in a parallel run.
+
+It opens the timing history, chooses the strategy, builds the event stream and its
+consumers, and hands ``pytest_runtestloop`` to a ``Dispatcher``; at the end it settles
+the exit code and writes the summary lines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from ..errors import HistoryError, ParallelExecWarning
+from ..history.recording import OutcomeRecorder, open_history, warn_consumer_failure
+from ..history.store import HistoryStore, TestTiming
+from ..reporting import events
+from ..reporting.junit_order import JunitOrder
+from ..reporting.replay import HookReplay
+from ..reporting.writers import make_writers
+from ..settings import Settings
+from .forkserver import ForkServer
+from .run import ParallelRun
+
+
+def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> None:
+    """Put the terminal's reports in collection order, as a serial run has them: the
+    FAILURES and ERRORS sections and the short summary follow that order, not the
+    order in which tests finished (a report outside the collection keeps its place
+    before them: a collection error, an internal error)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", None)
+    if not isinstance(stats, dict):
+        return
+    rank = {nodeid: i for i, nodeid in enumerate(nodeids)}
+    for key, reports in stats.items():
+        if key != "warnings" and isinstance(reports, list):
+            reports.sort(key=lambda r: rank.get(str(getattr(r, "nodeid", "")), -1))
+
+
+class ControllerPlugin:
+    """Registered in the main process when a run is parallel."""
+
+    def __init__(
+        self, config: pytest.Config, settings: Settings, fork_server: ForkServer | None = None
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        #: Handed to the run's pool, which then owns it; shut down here if no run took it.
+        self.fork_server = fork_server
+        self.run_id = uuid.uuid4().hex
+        self.store: HistoryStore | None = None
+        if not settings.no_history:
+            self.store = open_history(config, settings.history)
+        self.timings: dict[str, TestTiming] = {}
+        if self.store is not None:
+            try:
+                self.timings = self.store.timings()
+            except HistoryError as exc:
+                config.issue_config_time_warning(
+                    ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"),
+                    2,
+                )
+                self.store.close()
+                self.store = None
+        self.strategy = settings.dist
+        if self.strategy == "auto":
+            self.strategy = "time" if self.timings else "load"
+        self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
+        self.junit_order = JunitOrder(config)
+        self.stream = events.EventStream(
+            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)],
+            on_failure=warn_consumer_failure(config),
+        )
+        self.run: ParallelRun | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> bool:
+        return True  # workers collect; their collections are merged into the canonical list
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        self.run = ParallelRun(
+            self.config,
+            session,
+            self.settings,
+            self.stream,
+            self.run_id,
+            self.strategy,
+            self.timings,
+            self.recorder,
+            self.fork_server,
+        )
+        self.fork_server = None
+        self.run.execute()
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Order ``--junitxml`` as a serial run does; settle the exit code; write reports."""
+        self.junit_order.reorder()
+        run = self.run
+        if run is not None:
+            order_terminal_stats(self.config, run.nodeids)
+        if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
+        if run is not None and run.internal_errors:
+            session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
+        self.stream.publish(
+            events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
+        )
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        run = self.run
+        if run is not None and run.not_run and run.stop_reason is not None:
+            terminalreporter.write_line(
+                f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
+                f"not run ({run.stop_reason})"
+            )
+        if run is not None and run.running_at_interrupt:
+            terminalreporter.write_line(
+                "parallel_exec: interrupted while these tests were running:", yellow=True
+            )
+            for worker_id, nodeid, seconds in run.running_at_interrupt:
+                terminalreporter.write_line(
+                    f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s",
+                    yellow=True,
+                )
+        for line in self.recorder.summary_lines():
+            terminalreporter.write_line(line)
+        flaky = self.recorder.flaky
+        if flaky:
+            failing = " (--fail-on-flaky: the run fails)" if self.settings.fail_on_flaky else ""
+            terminalreporter.write_line(
+                f"parallel_exec: {len(flaky)} flaky test{'s' if len(flaky) != 1 else ''}"
+                f" (failed, then passed on a retry){failing}:",
+                yellow=True,
+            )
+            for nodeid in flaky:
+                terminalreporter.write_line(f"parallel_exec:   flaky {nodeid}", yellow=True)
+
+    @pytest.hookimpl
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.fork_server is not None:
+            self.fork_server.shutdown()
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,35 @@
+"""The retry book (``--retries N``): which failed attempts run again.
+
+A failed attempt (a failure or error in any phase, not a crash) with retries left is
+kept here and not published; only the final attempt is, with the earlier ones attached,
+so pytest's hooks see one result per test.  Where the retry runs is the scheduler's
+decision (``Scheduler.retry``), not this book's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..reporting import events
+
+
+class RetryBook:
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+        #: Earlier failed attempts of tests being retried, by canonical index.
+        self._attempts: dict[int, list[events.Attempt]] = {}
+
+    def retry(self, index: int, worker_id: str, reports: Sequence[Any]) -> bool:
+        """Whether this attempt runs again instead of being published; if so it is
+        kept as an earlier attempt."""
+        if len(self._attempts.get(index, ())) >= self.retries:
+            return False
+        if events.outcome_of(reports) not in events.FAILING_OUTCOMES:
+            return False
+        self._attempts.setdefault(index, []).append(events.Attempt(worker_id, tuple(reports)))
+        return True
+
+    def earlier(self, index: int) -> tuple[events.Attempt, ...]:
+        """The earlier attempts of a test whose final attempt is being published."""
+        return tuple(self._attempts.pop(index, ()))

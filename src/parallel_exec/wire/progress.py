@@ -1,0 +1,59 @@
+"""The progress file: a worker's crash evidence that does not depend on the worker.
+
+Twenty-four bytes, ``<qqd``: the controller's index of the test in progress (-1
+between tests), the size of the worker's stderr file when that test began, and when it
+began.  The worker writes it; the controller (or a transport on the worker's machine)
+reads it after a crash or at a Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+PROGRESS_FORMAT = struct.Struct("<qqd")
+IDLE = -1
+
+
+class ProgressFile:
+    """The controller's index of the test in progress (-1: none), where its stderr starts
+    and when it started (``time.time()``).
+
+    Written before and after every test with one ``pwrite`` (no flush needed: the
+    kernel keeps it when the process dies), read by the controller after a crash.
+    """
+
+    def __init__(self, path: str, stderr_fd: int = 2) -> None:
+        self._stderr_fd = stderr_fd
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.write(IDLE)
+
+    def write(self, index: int) -> None:
+        stderr_at = os.fstat(self._stderr_fd).st_size if index != IDLE else 0
+        started = time.time() if index != IDLE else 0.0
+        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at, started), 0)
+
+    @staticmethod
+    def read_full(path: str) -> tuple[int, int, float]:
+        """``(index, stderr offset, start time)``; ``(-1, 0, 0.0)`` when there is nothing
+        to read."""
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(PROGRESS_FORMAT.size)
+        except OSError:
+            return IDLE, 0, 0.0
+        if len(data) != PROGRESS_FORMAT.size:
+            return IDLE, 0, 0.0
+        index, stderr_at, started = PROGRESS_FORMAT.unpack(data)
+        return int(index), int(stderr_at), float(started)
+
+    @classmethod
+    def read_entry(cls, path: str) -> tuple[int, int]:
+        """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
+        index, stderr_at, _ = cls.read_full(path)
+        return index, stderr_at
+
+    @classmethod
+    def read(cls, path: str) -> int:
+        return cls.read_entry(path)[0]
