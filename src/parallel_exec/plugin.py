@@ -186,7 +186,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
     known = len(controller.timings)
     history = f", history: {known} tests known" if controller.store is not None else ""
-    from .controller.run import collection_mode
+    from .controller.collection_mode import collection_mode
 
     mode, fallback = collection_mode(config, settings)
     collection = f", collection={mode} ({fallback})" if fallback is not None else ""

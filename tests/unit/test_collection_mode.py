@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from parallel_exec.controller.run import collection_mode
+from parallel_exec.controller.collection_mode import collection_mode
 from parallel_exec.settings import Settings
 from parallel_exec.worker.collection import cross_file_reordering
 

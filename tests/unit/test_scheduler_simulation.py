@@ -42,7 +42,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from parallel_exec.controller.run import TICK_SECONDS
+from parallel_exec.controller.dispatcher import TICK_SECONDS
 from parallel_exec.scheduling import (
     Decision,
     Drain,

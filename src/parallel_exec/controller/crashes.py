@@ -16,25 +16,9 @@ from typing import Any
 import pytest
 
 from ..wire import protocol
+from .pool import CrashEvidence
 
 Location = tuple[str, int | None, str]
-
-
-@dataclass(frozen=True)
-class CrashEvidence:
-    """What the transport can tell about a worker that ended: gathered where the
-    worker ran and handed over as data (no path for the controller to open)."""
-
-    #: Its exit code, a negative signal number, or None when unknown.
-    exit_code: int | None
-    #: Its exit status cannot be known (the fork server that started it had ended).
-    status_lost: bool
-    #: The controller's index of the test it was running (-1: none).
-    running: int
-    #: What it wrote to stderr since that test began (head and tail when long).
-    stderr_since_test: str
-    #: What it wrote to stderr altogether (head and tail when long).
-    stderr: str
 
 
 def describe_exit(code: int | None) -> str:

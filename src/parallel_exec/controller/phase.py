@@ -54,7 +54,7 @@ class RunStatus:
     @property
     def stopped(self) -> bool:
         """The run was stopped early (whatever its phase now)."""
-        return self.stop_reason is not None
+        return self.phase is Phase.STOPPING or self.stop_reason is not None
 
     @property
     def takes_work(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .. import _pytest_compat
 from ..errors import HistoryError, ParallelExecWarning
 from ..history.recording import OutcomeRecorder, open_history, warn_consumer_failure
 from ..history.store import HistoryStore, TestTiming
@@ -20,8 +21,10 @@ from ..reporting.junit_order import JunitOrder
 from ..reporting.replay import HookReplay
 from ..reporting.writers import make_writers
 from ..settings import Settings
+from .collection_mode import collection_mode
+from .dispatcher import Dispatcher, RunConfig
 from .forkserver import ForkServer
-from .run import ParallelRun
+from .pool import WorkerPool
 
 
 def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> None:
@@ -29,14 +32,10 @@ def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> Non
     FAILURES and ERRORS sections and the short summary follow that order, not the
     order in which tests finished (a report outside the collection keeps its place
     before them: a collection error, an internal error)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    stats = getattr(reporter, "stats", None)
-    if not isinstance(stats, dict):
-        return
     rank = {nodeid: i for i, nodeid in enumerate(nodeids)}
-    for key, reports in stats.items():
-        if key != "warnings" and isinstance(reports, list):
-            reports.sort(key=lambda r: rank.get(str(getattr(r, "nodeid", "")), -1))
+    _pytest_compat.sort_terminal_stats(
+        config, lambda report: rank.get(str(getattr(report, "nodeid", "")), -1)
+    )
 
 
 class ControllerPlugin:
@@ -73,7 +72,7 @@ class ControllerPlugin:
             [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)],
             on_failure=warn_consumer_failure(config),
         )
-        self.run: ParallelRun | None = None
+        self.run: Dispatcher | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
@@ -81,18 +80,26 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        self.run = ParallelRun(
+        settings = self.settings
+        assert settings.workers is not None
+        fork_server, self.fork_server = self.fork_server, None  # the pool owns it now
+        self.run = Dispatcher(
             self.config,
             session,
-            self.settings,
+            RunConfig(
+                run_id=self.run_id,
+                workers=settings.workers.resolve(),
+                strategy=self.strategy,
+                collection=collection_mode(self.config, settings)[0],
+                retries=settings.retries,
+                max_worker_restart=settings.max_worker_restart,
+                forked=fork_server is not None,
+                capture_off=self.config.getoption("capture", None) == "no",
+            ),
             self.stream,
-            self.run_id,
-            self.strategy,
             self.timings,
-            self.recorder,
-            self.fork_server,
+            lambda make_setup: WorkerPool(make_setup, fork_server),
         )
-        self.fork_server = None
         self.run.execute()
         return True
 
@@ -105,7 +112,7 @@ class ControllerPlugin:
             order_terminal_stats(self.config, run.nodeids)
         if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-        if run is not None and run.internal_errors:
+        if run is not None and run.status.internal_errors:
             session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
         aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
         self.stream.publish(
@@ -115,10 +122,10 @@ class ControllerPlugin:
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = self.run
-        if run is not None and run.not_run and run.stop_reason is not None:
+        if run is not None and run.not_run and run.status.stop_reason is not None:
             terminalreporter.write_line(
                 f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
-                f"not run ({run.stop_reason})"
+                f"not run ({run.status.stop_reason})"
             )
         if run is not None and run.running_at_interrupt:
             terminalreporter.write_line(

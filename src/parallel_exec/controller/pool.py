@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import execnet
 
@@ -98,6 +98,54 @@ class ForkServerLost:
 
 
 PoolEvent = Received | ChannelClosed | OutputLine | StartFailed | ForkServerLost
+
+
+@dataclass(frozen=True)
+class CrashEvidence:
+    """What the transport can tell about a worker that ended: gathered where the
+    worker ran and handed over as data (no path for the controller to open)."""
+
+    #: Its exit code, a negative signal number, or None when unknown.
+    exit_code: int | None
+    #: Its exit status cannot be known (the fork server that started it had ended).
+    status_lost: bool
+    #: The controller's index of the test it was running (-1: none).
+    running: int
+    #: What it wrote to stderr since that test began (head and tail when long).
+    stderr_since_test: str
+    #: What it wrote to stderr altogether (head and tail when long).
+    stderr: str
+
+
+class Pool(Protocol):
+    """What the dispatcher needs of a pool: start, talk to and end workers, and the
+    evidence a worker left when it ended, as data.  ``WorkerPool`` is the real one."""
+
+    inbox: queue.SimpleQueue[PoolEvent]
+    workers: dict[str, WorkerHandle]
+    run_dir: str
+
+    def next_worker_id(self) -> str: ...
+
+    def start(self, worker_ids: list[str], nice: int = 0) -> None: ...
+
+    def send(self, worker_id: str, message: protocol.ControllerMessage) -> bool: ...
+
+    def alive(self) -> list[WorkerHandle]: ...
+
+    def release(self, worker_id: str) -> None: ...
+
+    def kill(self, worker_id: str) -> None: ...
+
+    def shutdown(self, timeout: float = 5.0) -> None: ...
+
+    def stream_output(self, stdout: bool) -> None: ...
+
+    def crash_evidence(self, worker_id: str) -> CrashEvidence: ...
+
+    def stderr_excerpt(self, worker_id: str) -> str: ...
+
+    def running_since(self, worker_id: str) -> tuple[int, float]: ...
 
 
 @dataclass
@@ -257,6 +305,26 @@ class WorkerPool:
             for h in self.workers.values()
             if h.state not in (WorkerState.FINISHED, WorkerState.CRASHED)
         ]
+
+    def crash_evidence(self, worker_id: str) -> CrashEvidence:
+        """What an ended worker left: its exit status, the test it was running, what it
+        wrote to stderr (read here, where its files are)."""
+        handle = self.workers[worker_id]
+        return CrashEvidence(
+            exit_code=self.exit_code(worker_id),
+            status_lost=self.exit_status_lost(worker_id),
+            running=handle.running_index(),
+            stderr_since_test=handle.stderr_since_test_start(),
+            stderr=read_excerpt(handle.stderr_path),
+        )
+
+    def stderr_excerpt(self, worker_id: str) -> str:
+        """What the worker wrote to stderr (head and tail when long)."""
+        return read_excerpt(self.workers[worker_id].stderr_path)
+
+    def running_since(self, worker_id: str) -> tuple[int, float]:
+        """The canonical index of the test the worker runs (-1: none) and its start."""
+        return self.workers[worker_id].running_since()
 
     def exit_status_lost(self, worker_id: str) -> bool:
         """The worker ended after the fork server that started it: nobody could read its

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -130,10 +130,9 @@ class OutcomeRecorder:
         self.last_result = self.started
         self.run: events.RunStarted | None = None
         self.outcome: LearningOutcome | None = None
-        # Filled in by the controller before the run finishes:
-        self.predictions: dict[str, tuple[float, float]] = {}
+        #: From ``RunPlanned``: the history's predictions, the plan, the workers used.
+        self.predictions: Mapping[str, tuple[float, float]] = {}
         self.predicted_makespan: float | None = None
-        self.execution_failed = False
         self.workers = 0
 
     def __call__(self, event: events.RunEvent) -> None:
@@ -155,6 +154,10 @@ class OutcomeRecorder:
                         tuple((a.worker_id, a.duration) for a in event.attempts),
                     )
                 )
+        elif isinstance(event, events.RunPlanned):
+            self.predictions = event.predictions
+            self.predicted_makespan = event.predicted_makespan
+            self.workers = event.workers
         elif isinstance(event, events.WorkerCrashed):
             self.worker_failures += 1
         elif isinstance(event, events.RunFinished):
@@ -173,7 +176,7 @@ class OutcomeRecorder:
             wall_time=self.last_result - self.started,
             not_run=event.tests_not_run,
             worker_failures=self.worker_failures,
-            execution_failed=self.execution_failed,
+            execution_failed=event.execution_failed,
             predictions=self.predictions,
             predicted_makespan=self.predicted_makespan,
             retries=self.retries,

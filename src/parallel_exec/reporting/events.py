@@ -51,6 +51,8 @@ class WorkerFinished:
     worker_id: str
     exitstatus: int
     workeroutput: Mapping[str, Any]
+    #: ``record_testsuite_property`` values recorded in the worker.
+    suite_properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .._pytest_compat import end_current_line
+from .._pytest_compat import TerminalRepr, end_current_line
+from ..errors import WorkerInternalError
 from ..wire import protocol
 from . import events
 
@@ -79,6 +80,18 @@ class HookReplay:
                 self._write_line(f"[{event.worker_id}] {event.text}")
         elif isinstance(event, events.WorkerCrashed):
             self._write_line(f"[{event.worker_id}] worker {event.description}")
+        elif isinstance(event, events.RunNotice):
+            markup = {"warning": {"yellow": True}, "error": {"red": True}}.get(event.level, {})
+            terminal_line(self.config, event.text, **markup)
+        elif isinstance(event, events.InternalError):
+            if event.same_as is not None:
+                terminal_line(
+                    self.config,
+                    f"INTERNALERROR> [{event.worker_id}] the same error as {event.same_as}",
+                    red=True,
+                )
+            else:
+                show_internal_error(self.config, event.worker_id, event.text)
 
     def _test(self, event: events.TestFinished) -> None:
         location: Any = event.location
@@ -124,3 +137,27 @@ class DeselectedItem:
 
     def __repr__(self) -> str:
         return f"<DeselectedItem {self.nodeid}>"
+
+
+class _WorkerErrorRepr(TerminalRepr):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+
+def show_internal_error(config: pytest.Config, worker_id: str, text: str) -> None:
+    """Call ``pytest_internalerror`` as a serial run does for its own internal error (the
+    terminal prints ``INTERNALERROR>`` lines, ``--junitxml`` records it), with the
+    worker's traceback, each line tagged with the worker's id."""
+    tagged = "\n".join(f"[{worker_id}] {line}" for line in text.splitlines())
+    try:
+        raise WorkerInternalError(tagged)
+    except WorkerInternalError:
+        excinfo = pytest.ExceptionInfo[WorkerInternalError].from_current()
+    config.hook.pytest_internalerror(excrepr=_WorkerErrorRepr(tagged), excinfo=excinfo)
