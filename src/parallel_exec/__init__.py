@@ -5,6 +5,7 @@ are re-exported here because ``-p parallel_exec`` registers this package module.
 """
 
 from ._version import __version__
+from .errors import ParallelExecWarning
 from .plugin import (
     pytest_addoption,
     pytest_configure,
@@ -14,6 +15,7 @@ from .plugin import (
 )
 
 __all__ = [
+    "ParallelExecWarning",
     "__version__",
     "pytest_addoption",
     "pytest_configure",

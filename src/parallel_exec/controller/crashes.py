@@ -38,35 +38,38 @@ def location_of(nodeid: str) -> Location:
     return (path, None, rest.replace("::", ".") or path)
 
 
-def crash_report(
-    nodeid: str, location: Location, message: str, stderr: str, when: str
+def _report(
+    nodeid: str,
+    location: Location,
+    when: str,
+    outcome: str,
+    longrepr: str | None = None,
+    sections: list[tuple[str, str]] | None = None,
 ) -> pytest.TestReport:
-    sections = [("Captured stderr (worker)", stderr)] if stderr.strip() else []
     return pytest.TestReport(
         nodeid=nodeid,
         location=location,  # type: ignore[arg-type]
         keywords={},
-        outcome="failed",
-        longrepr=message,
+        outcome=outcome,  # type: ignore[arg-type]
+        longrepr=longrepr,
         when=when,  # type: ignore[arg-type]
-        sections=sections,
+        sections=sections or [],
         duration=0.0,
         user_properties=[],
     )
+
+
+def crash_report(
+    nodeid: str, location: Location, message: str, stderr: str, when: str
+) -> pytest.TestReport:
+    """A failed report of phase ``when``, with what the worker wrote to stderr."""
+    sections = [("Captured stderr (worker)", stderr)] if stderr.strip() else []
+    return _report(nodeid, location, when, "failed", message, sections)
 
 
 def closing_report(nodeid: str, location: Location) -> pytest.TestReport:
     """A passed teardown, so that consumers that close a test on teardown do so."""
-    return pytest.TestReport(
-        nodeid=nodeid,
-        location=location,  # type: ignore[arg-type]
-        keywords={},
-        outcome="passed",
-        longrepr=None,
-        when="teardown",
-        duration=0.0,
-        user_properties=[],
-    )
+    return _report(nodeid, location, "teardown", "passed")
 
 
 def not_run_reports(nodeid: str, why: str, stderr: str = "") -> tuple[pytest.TestReport, ...]:

@@ -207,7 +207,11 @@ class Dispatcher:
         self.not_run = len(self.nodeids) - len(self.reported)
         self.stream.publish(
             events.RunFinished(
-                tests_not_run=self.not_run, execution_failed=self.status.execution_failed
+                tests_not_run=self.not_run,
+                execution_failed=self.status.execution_failed,
+                stop_reason=self.status.stop_reason,
+                internal_error=bool(self.status.internal_errors),
+                running_at_interrupt=tuple(self.running_at_interrupt),
             )
         )
 

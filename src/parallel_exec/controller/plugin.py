@@ -38,6 +38,23 @@ def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> Non
     )
 
 
+class RunOutcome:
+    """A consumer that keeps what the end of the session needs: the canonical order
+    and how the run finished."""
+
+    description = "the session's summary"
+
+    def __init__(self) -> None:
+        self.nodeids: tuple[str, ...] = ()
+        self.finished: events.RunFinished | None = None
+
+    def __call__(self, event: events.RunEvent) -> None:
+        if isinstance(event, events.CollectionFinished):
+            self.nodeids = event.nodeids
+        elif isinstance(event, events.RunFinished):
+            self.finished = event
+
+
 class ControllerPlugin:
     """Registered in the main process when a run is parallel."""
 
@@ -68,11 +85,17 @@ class ControllerPlugin:
             self.strategy = "time" if self.timings else "load"
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
+        self.outcome = RunOutcome()
         self.stream = events.EventStream(
-            [HookReplay(config), self.junit_order, self.recorder, *make_writers(config, settings)],
+            [
+                HookReplay(config),
+                self.junit_order,
+                self.recorder,
+                self.outcome,
+                *make_writers(config, settings),
+            ],
             on_failure=warn_consumer_failure(config),
         )
-        self.run: Dispatcher | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:
@@ -83,7 +106,7 @@ class ControllerPlugin:
         settings = self.settings
         assert settings.workers is not None
         fork_server, self.fork_server = self.fork_server, None  # the pool owns it now
-        self.run = Dispatcher(
+        run = Dispatcher(
             self.config,
             session,
             RunConfig(
@@ -100,38 +123,39 @@ class ControllerPlugin:
             self.timings,
             lambda make_setup: WorkerPool(make_setup, fork_server),
         )
-        self.run.execute()
+        run.execute()
         return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Order ``--junitxml`` as a serial run does; settle the exit code; write reports."""
         self.junit_order.reorder()
-        run = self.run
-        if run is not None:
-            order_terminal_stats(self.config, run.nodeids)
+        order_terminal_stats(self.config, self.outcome.nodeids)
+        finished = self.outcome.finished
         if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
-        if run is not None and run.status.internal_errors:
+        if finished is not None and finished.internal_error:
             session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        aborted = events.cut_short(session, exitstatus) or bool(run is not None and run.not_run)
+        not_run = finished.tests_not_run if finished is not None else 0
+        aborted = events.cut_short(session, exitstatus) or bool(not_run)
         self.stream.publish(
             events.SessionEnded(int(exitstatus), aborted, outcome=self.recorder.outcome)
         )
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        run = self.run
-        if run is not None and run.not_run and run.status.stop_reason is not None:
+        finished = self.outcome.finished
+        if finished is not None and finished.tests_not_run and finished.stop_reason is not None:
+            count = finished.tests_not_run
             terminalreporter.write_line(
-                f"parallel_exec: {run.not_run} test{'s' if run.not_run != 1 else ''} "
-                f"not run ({run.status.stop_reason})"
+                f"parallel_exec: {count} test{'s' if count != 1 else ''} "
+                f"not run ({finished.stop_reason})"
             )
-        if run is not None and run.running_at_interrupt:
+        if finished is not None and finished.running_at_interrupt:
             terminalreporter.write_line(
                 "parallel_exec: interrupted while these tests were running:", yellow=True
             )
-            for worker_id, nodeid, seconds in run.running_at_interrupt:
+            for worker_id, nodeid, seconds in finished.running_at_interrupt:
                 terminalreporter.write_line(
                     f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s",
                     yellow=True,

@@ -15,38 +15,28 @@ import enum
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import execnet
 
 from ..wire import protocol
-from ..wire.progress import ProgressFile
 from . import forkserver
+from .transports import (
+    ForkServerTransport,
+    LocalTransport,
+    SpawnTransport,
+    WorkerProcess,
+)
 
 #: How much of a dead worker's stderr goes into the report of the test it was running.
 STDERR_EXCERPT_BYTES = 16000
 TAIL_POLL_SECONDS = 0.05
-
-
-def bootstrap_source(package_parent: str, nice: int = 0) -> str:
-    """The code the controller executes in a new gateway to enter ``main``; ``nice``
-    lowers the process's priority before anything heavy is imported."""
-    return (
-        (f"import os\nif hasattr(os, 'nice'): os.nice({int(nice)})\n" if nice else "")
-        + "import sys\n"
-        f"_p = {package_parent!r}\n"
-        "if _p not in sys.path: sys.path.append(_p)\n"
-        "from parallel_exec.worker.main import main\n"
-        "main(channel)\n"
-    )
 
 
 class WorkerState(enum.Enum):
@@ -157,7 +147,9 @@ class WorkerHandle:
     channel: Any = None
     pid: int | None = None
     #: ``subprocess.Popen`` (spawned) or ``ForkedProcess`` (forked): poll, wait, kill.
-    process: Any = None
+    process: WorkerProcess | None = None
+    #: The transport that started it (None: not started yet).
+    transport: LocalTransport | None = None
     exit_code: int | None = None
     offsets: dict[str, int] = field(default_factory=lambda: {".out": 0, ".err": 0})
 
@@ -165,38 +157,12 @@ class WorkerHandle:
     def progress_path(self) -> str:
         return self.files_base + ".progress"
 
-    @property
-    def stderr_path(self) -> str:
-        return self.files_base + ".err"
-
-    def running_index(self) -> int:
-        """Worker-local index of the test this worker was running (-1: none)."""
-        return ProgressFile.read(self.progress_path)
-
     def running_since(self) -> tuple[int, float]:
         """Index of the test this worker is running (-1: none) and its start time."""
-        index, _, started = ProgressFile.read_full(self.progress_path)
+        if self.transport is None:
+            return -1, 0.0
+        index, _, started = self.transport.running(self.files_base)
         return index, started
-
-    def stderr_since_test_start(self) -> str:
-        """What the worker wrote to stderr since its last test began (head and tail)."""
-        _, start = ProgressFile.read_entry(self.progress_path)
-        return read_excerpt(self.stderr_path, start)
-
-
-def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
-    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
-        return ""
-    if len(data) > limit:
-        head, tail = data[: limit // 4], data[-(limit - limit // 4) :]
-        skipped = len(data) - len(head) - len(tail)
-        data = head + f"\n[... {skipped} bytes not shown ...]\n".encode() + tail
-    return data.decode("utf-8", "replace")
 
 
 class WorkerPool:
@@ -219,10 +185,12 @@ class WorkerPool:
         self._tail_suffixes: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._serial = 0
-        self._fork_server = fork_server
+        #: Tried in order: a worker is forked if the fork server can, else spawned (the
+        #: run never depends on the fork server).
+        self._transports: list[LocalTransport] = [SpawnTransport()]
         if fork_server is not None:
             fork_server.on_lost = lambda: self.inbox.put(ForkServerLost())
-        self._package_parent = str(Path(__file__).resolve().parent.parent)
+            self._transports.insert(0, ForkServerTransport(fork_server))
 
     # ------------------------------------------------------------ start
 
@@ -243,7 +211,7 @@ class WorkerPool:
     def _start_one(self, handle: WorkerHandle, nice: int = 0) -> None:
         try:
             setup = self._make_setup(handle.worker_id, handle.progress_path)
-            gateway, source = self._forked(handle, nice) or self._spawned(handle, nice)
+            gateway, source = self._open(handle, nice)
             channel = gateway.remote_exec(source)
             handle.gateway, handle.channel = gateway, channel
             channel.setcallback(
@@ -254,22 +222,21 @@ class WorkerPool:
         except Exception as exc:
             self.inbox.put(StartFailed(handle.worker_id, f"{type(exc).__name__}: {exc}"))
 
-    def _forked(self, handle: WorkerHandle, nice: int) -> tuple[Any, str] | None:
-        """A worker forked from the fork server; None when there is none (or it has
-        stopped working: the worker is then spawned, the run does not depend on it)."""
-        if self._fork_server is None:
-            return None
-        try:
-            gateway, handle.process = self._fork_server.fork(self._group, handle.worker_id, nice)
-        except Exception:
-            return None
-        return gateway, bootstrap_source(self._package_parent)
-
-    def _spawned(self, handle: WorkerHandle, nice: int) -> tuple[Any, str]:
-        spec = f"popen//id={handle.worker_id}//python={sys.executable}"
-        gateway = self._group.makegateway(spec)
-        handle.process = getattr(gateway._io, "popen", None)
-        return gateway, bootstrap_source(self._package_parent, nice)
+    def _open(self, handle: WorkerHandle, nice: int) -> tuple[Any, str]:
+        """Start the worker's process with the first transport that can."""
+        last = self._transports[-1]
+        for transport in self._transports:
+            try:
+                gateway, handle.process, source = transport.open(
+                    self._group, handle.worker_id, nice
+                )
+            except Exception:
+                if transport is last:
+                    raise
+                continue
+            handle.transport = transport
+            return gateway, source
+        raise AssertionError("unreachable: the last transport raises")
 
     def _deliver(self, worker_id: str, payload: bytes | None) -> None:
         if payload is None:
@@ -307,29 +274,30 @@ class WorkerPool:
         ]
 
     def crash_evidence(self, worker_id: str) -> CrashEvidence:
-        """What an ended worker left: its exit status, the test it was running, what it
-        wrote to stderr (read here, where its files are)."""
+        """What an ended worker left, gathered by its transport: its exit status, the
+        test it was running, what it wrote to stderr."""
         handle = self.workers[worker_id]
+        exit_code = self.exit_code(worker_id)
+        transport = handle.transport
+        if transport is None:  # it never started
+            return CrashEvidence(exit_code, False, -1, "", "")
+        running, stderr_at, _ = transport.running(handle.files_base)
         return CrashEvidence(
-            exit_code=self.exit_code(worker_id),
-            status_lost=self.exit_status_lost(worker_id),
-            running=handle.running_index(),
-            stderr_since_test=handle.stderr_since_test_start(),
-            stderr=read_excerpt(handle.stderr_path),
+            exit_code=exit_code,
+            status_lost=transport.status_lost(handle.process),
+            running=running,
+            stderr_since_test=transport.stderr(handle.files_base, stderr_at),
+            stderr=transport.stderr(handle.files_base),
         )
 
     def stderr_excerpt(self, worker_id: str) -> str:
         """What the worker wrote to stderr (head and tail when long)."""
-        return read_excerpt(self.workers[worker_id].stderr_path)
+        handle = self.workers[worker_id]
+        return handle.transport.stderr(handle.files_base) if handle.transport else ""
 
     def running_since(self, worker_id: str) -> tuple[int, float]:
         """The canonical index of the test the worker runs (-1: none) and its start."""
         return self.workers[worker_id].running_since()
-
-    def exit_status_lost(self, worker_id: str) -> bool:
-        """The worker ended after the fork server that started it: nobody could read its
-        exit status."""
-        return bool(getattr(self.workers[worker_id].process, "ended_unseen", False))
 
     def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
         handle = self.workers[worker_id]
@@ -417,6 +385,6 @@ class WorkerPool:
                     handle.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for worker_id in list(self.workers):
             self.kill(worker_id)
-        if self._fork_server is not None:
-            self._fork_server.shutdown(timeout=timeout)
+        for transport in self._transports:
+            transport.close(timeout)
         shutil.rmtree(self.run_dir, ignore_errors=True)

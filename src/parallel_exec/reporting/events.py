@@ -269,6 +269,12 @@ class RunFinished:
     #: Something other than a test's outcome went wrong: a crash, an internal error,
     #: a fatal error, an interrupt (the outcome record grades it).
     execution_failed: bool = False
+    #: Why the run stopped early (None: it ran to its end).
+    stop_reason: str | None = None
+    #: An internal error in a worker ends the run with exit code 3.
+    internal_error: bool = False
+    #: ``(worker, node id, seconds running)`` of the tests running at a Ctrl-C.
+    running_at_interrupt: tuple[tuple[str, str, float], ...] = ()
     finished_at: float = field(default_factory=time.time)
 
 
