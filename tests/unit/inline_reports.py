@@ -3,11 +3,13 @@
 Writers are tested on plain data, but the reports in that data should be the ones
 pytest really makes (longrepr structure, sections, locations).  ``run_inline`` runs a
 small suite in-process with ``pytester`` and returns what it reported, ready to be
-turned into ``events.TestFinished``.
+turned into ``events.TestFinished``.  ``report`` builds one report as plain data, for
+what a real run cannot easily give (a chosen text, duration or outcome sequence).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from parallel_exec.reporting import events
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: pytest 8.0 registers it as a plugin and hashes it
 class Collected:
     """What one in-process pytest run reported, grouped per test."""
 
@@ -61,3 +63,29 @@ def run_inline(pytester: pytest.Pytester, *args: str, **files: str) -> Collected
     collected = Collected()
     pytester.inline_run("-p", "no:cacheprovider", *args, plugins=[collected])
     return collected
+
+
+def report(
+    nodeid: str,
+    when: str,
+    outcome: str,
+    duration: float = 0.1,
+    longrepr: Any = None,
+    sections: Iterable[tuple[str, str]] = (),
+    **extra: Any,
+) -> pytest.TestReport:
+    if longrepr is None and outcome == "failed":
+        longrepr = f"AssertionError: {nodeid} {when}"
+    if longrepr is None and outcome == "skipped":
+        longrepr = (nodeid.partition("::")[0], 1, "Skipped: because")
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=(nodeid.partition("::")[0], 4, nodeid.partition("::")[2]),
+        keywords={},
+        outcome=outcome,  # type: ignore[arg-type]
+        longrepr=longrepr,
+        when=when,  # type: ignore[arg-type]
+        sections=list(sections),
+        duration=duration,
+        **extra,
+    )

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inline_reports import report
 
 import parallel_exec
 from parallel_exec._version import __version__
-from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.controller.crashes import closing_report, crash_report
 from parallel_exec.history.learning import RanTest, summarize
 from parallel_exec.reporting import events
 from parallel_exec.reporting.writers import json_report
@@ -161,32 +162,6 @@ def collection(
     )
 
 
-def report(
-    nodeid: str,
-    when: str,
-    outcome: str,
-    duration: float = 0.1,
-    longrepr: Any = None,
-    sections: Iterable[tuple[str, str]] = (),
-    **extra: Any,
-) -> pytest.TestReport:
-    if longrepr is None and outcome == "failed":
-        longrepr = f"AssertionError: {nodeid} {when}"
-    if longrepr is None and outcome == "skipped":
-        longrepr = (nodeid.partition("::")[0], 1, "Skipped: because")
-    return pytest.TestReport(
-        nodeid=nodeid,
-        location=(nodeid.partition("::")[0], 4, nodeid.partition("::")[2]),
-        keywords={},
-        outcome=outcome,  # type: ignore[arg-type]
-        longrepr=longrepr,
-        when=when,  # type: ignore[arg-type]
-        sections=list(sections),
-        duration=duration,
-        **extra,
-    )
-
-
 def passing(nodeid: str, duration: float = 0.1) -> tuple[pytest.TestReport, ...]:
     return (
         report(nodeid, "setup", "passed", 0.0),
@@ -275,7 +250,7 @@ def test_every_outcome_from_a_real_run(
     teardown = by_id["test_mod.py::test_teardown_error"]
     assert teardown["phases"]["teardown"]["outcome"] == "failed"
     assert "teardown exploded" in teardown["longrepr"]
-    assert by_id["test_mod.py::test_skipped"]["message"] == "Skipped: not today"
+    assert by_id["test_mod.py::test_skipped"]["message"] == "not today"
     assert by_id["test_mod.py::test_skipped"]["crash"] is None
 
     passed = by_id["test_mod.py::test_passes"]

@@ -22,7 +22,7 @@ from inline_reports import Collected, run_inline
 from junitparser import xunit2
 from lxml import etree as lxml_etree  # type: ignore[import-untyped]
 
-from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.controller.crashes import closing_report, crash_report
 from parallel_exec.reporting import events
 from parallel_exec.reporting.writers.junit import JunitWriter, format_time, mangle_test_address
 
@@ -887,6 +887,12 @@ def test_counts_add_up_to_the_test_cases(
     ],
 )
 def test_classname_and_name_are_those_pytest_derives(nodeid: str) -> None:
+    import _pytest.junitxml
+
+    if "[" in nodeid.split("::")[0] and not hasattr(_pytest.junitxml, "NodeId"):
+        # pytest before 9 cut a node id at its first "[", even in a directory name, and
+        # so left "dir[1]/test_a.py::test_b" whole; the writer follows pytest 9's rule.
+        pytest.skip("this pytest mangles a bracket in a directory name the old way")
     assert mangle_test_address(nodeid) == pytest_mangle(nodeid)
 
 

@@ -24,7 +24,7 @@ from inline_reports import run_inline
 from tap.line import Result  # type: ignore[import-untyped]
 from tap.parser import Parser  # type: ignore[import-untyped]
 
-from parallel_exec.controller.run import closing_report, crash_report
+from parallel_exec.controller.crashes import closing_report, crash_report
 from parallel_exec.reporting import events
 from parallel_exec.reporting.writers.tap import TapWriter, description, diagnostic_block
 
@@ -594,7 +594,7 @@ def test_crashed_and_never_run_tests_fail_with_the_crash_text(tmp_path: Path) ->
     )
     assert never_block["message"] == reason
     comments = [r["raw"] for r in doc.perl.of_type("comment")]
-    assert f"# worker gw1 crashed while running {crashed_id} (exit code -9)" in comments
+    assert f"# worker gw1 crashed while running {crashed_id} (killed by signal SIGKILL)" in comments
 
 
 def test_a_flaky_test_is_ok_and_says_so_in_its_block(tmp_path: Path) -> None:

@@ -9,27 +9,16 @@ teardown that ends the session's fixtures.  One wording for every case, here onl
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from ..reporting.events import describe_exit
 from ..wire import protocol
 from .pool import CrashEvidence
 
 Location = tuple[str, int | None, str]
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit code unknown"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def location_of(nodeid: str) -> Location:

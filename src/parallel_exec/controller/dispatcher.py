@@ -30,13 +30,13 @@ from ..cpus import usable_cpus
 from ..errors import CollectionMismatchError, VersionMismatchError, WorkerStartError
 from ..history.store import TestTiming, estimate_durations
 from ..reporting import events
+from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
 from ..scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
 from ..wire import protocol
 from ..wire.reports import deserialize
 from .crashes import (
     CrashAttribution,
-    describe_exit,
     location_of,
     lost_at_end_reason,
     lost_in_session_reason,

@@ -9,6 +9,7 @@ never-run test is published the same way, with reports the controller made for i
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -115,6 +116,19 @@ class WarningRecorded:
     when: str
     nodeid: str
     location: tuple[str, int, str] | None
+
+
+def describe_exit(code: int | None) -> str:
+    """How a worker's process ended, in words: ``exit code 1``, ``killed by signal
+    SIGSEGV``.  The one wording of every crash message and writer."""
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def outcome_of(reports: Sequence[pytest.TestReport]) -> str:
@@ -257,7 +271,7 @@ class WorkerCrashed:
             what = f"crashed while running {self.nodeid}"
         else:
             what = "crashed between tests"
-        code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
+        code = "" if self.exit_code is None else f" ({describe_exit(self.exit_code)})"
         return what + code
 
 

@@ -5,16 +5,19 @@ parallel run replays tests as they finish.  This consumer of the run-event strea
 notes which of pytest's junitxml reporters each test created (it runs right after the
 hook replay) and, at session end, puts them back in collection order.  pytest clears a
 reporter once it is written, so the note is taken by object identity, not by node id.
+The order is the report writers' (``writers.common.CollectionOrder``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from .._pytest_compat import junit_reporters
+from .._pytest_compat import add_suite_properties, junit_reporters
 from . import events
+from .writers.common import CollectionOrder
 
 
 class JunitOrder:
@@ -24,20 +27,23 @@ class JunitOrder:
         self.config = config
         self._rank: dict[int, int] = {}
         self._seen = 0
-        self._index: dict[str, int] = {}
+        self._order = CollectionOrder()
 
     def _reporters(self) -> list[Any] | None:
         return junit_reporters(self.config)
 
     def __call__(self, event: events.RunEvent) -> None:
+        if isinstance(event, events.WorkerFinished):
+            add_suite_properties(self.config, event.suite_properties)
+            return
         reporters = self._reporters()
         if reporters is None:
             return
         if isinstance(event, events.CollectionFinished):
-            self._index = {nodeid: i for i, nodeid in enumerate(event.nodeids)}
+            self._order = CollectionOrder(event.nodeids)
             rank = -1  # collection errors come first, as in a serial run
         elif isinstance(event, events.TestFinished):
-            rank = self._index.get(event.nodeid, len(self._index))
+            rank = self._order.place(event.nodeid)
         else:
             return
         for reporter in reporters[self._seen :]:
@@ -47,4 +53,4 @@ class JunitOrder:
     def reorder(self) -> None:
         reporters = self._reporters()
         if reporters:
-            reporters.sort(key=lambda r: self._rank.get(id(r), len(self._index)))
+            reporters.sort(key=lambda r: self._rank.get(id(r), math.inf))

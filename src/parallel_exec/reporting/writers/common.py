@@ -1,10 +1,22 @@
-"""What every writer reads off a finished test: text, location, captured output, counts."""
+"""What every writer reads off a run: one rule each, shared by the JUnit, JSON and TAP writers.
+
+- **order**: ``CollectionOrder`` / ``Results.in_order`` (collection order; a node id
+  collected twice takes its positions in turn);
+- **tests not run**: ``Results.not_run``;
+- **which report decides**: ``decide`` (``events.deciding_report``, plus the further
+  failed phases);
+- **reasons**: ``message_of`` (one line), ``crash_message``, ``xfail_reason``;
+- **crash wording**: ``message_of`` for a test's result, ``crash_note`` for a worker;
+- **truncation**: ``cap`` with ``TEXT_LIMIT``;
+
+and the text, location and captured output of a finished test.
+"""
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -14,9 +26,19 @@ from .. import events
 #: Outcomes a writer can see, in the order summaries list them.
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
+#: Most characters one text (a traceback, one captured stream) keeps: 64 Ki characters.
+TEXT_LIMIT = 64 * 1024
+
 #: Characters XML 1.0 cannot carry at all (C0 controls other than tab/newline/return,
 #: lone surrogates, U+FFFE/U+FFFF).  Writers replace each with a visible escape.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+#: What pytest puts before a skip reason (its junitxml and terminal summary leave it out).
+_SKIPPED_PREFIX = "Skipped: "
+#: What older pytest put before the reason of an imperative ``pytest.xfail``.
+_XFAIL_PREFIX = "reason: "
+
+Report = pytest.TestReport | pytest.CollectReport
 
 
 def visible(text: str) -> str:
@@ -29,7 +51,121 @@ def visible(text: str) -> str:
     return _NOT_XML.sub(escape, text)
 
 
-def longrepr_text(report: pytest.TestReport | None) -> str:
+def cap(text: str, limit: int = TEXT_LIMIT) -> str:
+    """At most ``limit`` characters: the head and the tail, with a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut} characters cut by parallel_exec ...]\n{text[-half:]}"
+
+
+# --------------------------------------------------------------------------- order
+
+
+class CollectionOrder:
+    """Where each result goes, as results arrive: the position of its test in collection.
+
+    A result takes the first collection position of its node id that no earlier result
+    took, so a node id collected twice (``--keep-duplicates``, in-process) takes its
+    positions in turn, in arrival order.  A result with no free position (a test not
+    collected, or reported once more than it was collected) goes after every collected
+    test, in arrival order.
+    """
+
+    def __init__(self, nodeids: Sequence[str] = ()) -> None:
+        self._free: dict[str, deque[int]] = {}
+        for index, nodeid in enumerate(nodeids):
+            self._free.setdefault(nodeid, deque()).append(index)
+        self._size = len(nodeids)
+        self._arrivals = 0
+
+    def place(self, nodeid: str) -> int:
+        """The position of the next result for ``nodeid``."""
+        free = self._free.get(nodeid)
+        position = free.popleft() if free else self._size + self._arrivals
+        self._arrivals += 1
+        return position
+
+    @property
+    def unfilled(self) -> int:
+        """Collection positions no result took: collected tests without a result."""
+        return sum(len(free) for free in self._free.values())
+
+
+class Results:
+    """What a writer notes of a run: its start, the collection, each result as it
+    arrives, and the controller's count of tests not run (``note`` takes any event)."""
+
+    def __init__(self) -> None:
+        self.started: events.RunStarted | None = None
+        self.collection: events.CollectionFinished | None = None
+        #: Every ``TestFinished``, in arrival order (a node id reported twice: twice).
+        self.arrived: list[events.TestFinished] = []
+        self.run_finished: events.RunFinished | None = None
+
+    def note(self, event: events.RunEvent) -> None:
+        if isinstance(event, events.RunStarted):
+            self.started = event
+        elif isinstance(event, events.CollectionFinished):
+            self.collection = event
+        elif isinstance(event, events.TestFinished):
+            self.arrived.append(event)
+        elif isinstance(event, events.RunFinished):
+            self.run_finished = event
+
+    @property
+    def nodeids(self) -> tuple[str, ...]:
+        return self.collection.nodeids if self.collection is not None else ()
+
+    def _placed(self) -> tuple[list[events.TestFinished], CollectionOrder]:
+        order = CollectionOrder(self.nodeids)
+        keyed = [(order.place(test.nodeid), test) for test in self.arrived]
+        return [test for _, test in sorted(keyed, key=lambda pair: pair[0])], order
+
+    def in_order(self) -> list[events.TestFinished]:
+        """Every result, in collection order (see ``CollectionOrder``)."""
+        return self._placed()[0]
+
+    @property
+    def not_run(self) -> int:
+        """Collected tests that have no result (the run stopped first): the controller's
+        count once ``RunFinished`` says it, else the collection positions no result took."""
+        if self.run_finished is not None:
+            return self.run_finished.tests_not_run
+        return self._placed()[1].unfilled
+
+
+# --------------------------------------------------------------------------- which report decides
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What decided a test's result (see ``decide``)."""
+
+    #: ``events.deciding_report``: the first failed phase, else the first skipped one;
+    #: None for a clean pass.
+    report: pytest.TestReport | None
+    #: The other failed phases, in order (a teardown error after a failed call).
+    further: tuple[pytest.TestReport, ...] = ()
+
+    @property
+    def failure(self) -> pytest.TestReport | None:
+        """The deciding report when a phase failed: any failed phase fails the test in
+        pytest's counts, whatever the call did (a skip then a teardown error is an error)."""
+        return self.report if self.report is not None and self.report.failed else None
+
+
+def decide(reports: Sequence[pytest.TestReport]) -> Decision:
+    """Which of a test's (or an attempt's) reports decides its result, and what else failed."""
+    deciding = events.deciding_report(reports)
+    return Decision(deciding, tuple(r for r in reports if r.failed and r is not deciding))
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def longrepr_text(report: Report | None) -> str:
     """The failure or skip text as pytest prints it (empty when there is none)."""
     if report is None or report.longrepr is None:
         return ""
@@ -38,17 +174,53 @@ def longrepr_text(report: pytest.TestReport | None) -> str:
     return str(report.longreprtext)
 
 
-def message_of(report: pytest.TestReport | None) -> str:
-    """A one-line reason: the crash message, a skip reason, or the first line."""
+def crash_message(report: Report | None) -> str | None:
+    """The message of the crash entry of a failure's traceback (``KeyError: 'x'``, or
+    pytest's ``assert ...``), whole; None when the report has no traceback."""
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = getattr(crash, "message", None)
+    return None if message is None else str(message)
+
+
+def message_of(report: Report | None, origin: str = "worker") -> str:
+    """The reason a deciding report gives, on one line.
+
+    A skip's reason without pytest's ``Skipped: ``; else the first line of the crash
+    message; else, for a result the controller made (``origin`` other than ``worker``),
+    the first line of its text (which worker, what happened: the crash wording); else
+    the last line of the text (where pytest puts the error).
+    """
     if report is None or report.longrepr is None:
         return ""
     if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2])
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None and getattr(crash, "message", None):
-        return str(crash.message).splitlines()[0] if str(crash.message) else ""
-    text = longrepr_text(report).strip()
-    return text.splitlines()[-1] if text else ""
+        reason = str(report.longrepr[2])
+    else:
+        crash = crash_message(report)
+        if crash:
+            reason = crash.splitlines()[0]
+        else:
+            lines = longrepr_text(report).strip().splitlines()
+            reason = (lines[0] if origin != "worker" else lines[-1]) if lines else ""
+    return reason.removeprefix(_SKIPPED_PREFIX) if report.skipped else reason
+
+
+def xfail_reason(reports: Iterable[pytest.TestReport]) -> str:
+    """The reason of an expected failure (``xfail(reason=...)``, ``pytest.xfail(...)``);
+    empty when none was given or the test is not marked."""
+    for report in reports:
+        reason = getattr(report, "wasxfail", None)
+        if reason is not None:
+            return str(reason).removeprefix(_XFAIL_PREFIX)
+    return ""
+
+
+def crash_note(event: events.WorkerCrashed) -> str:
+    """``worker gw1 crashed while running <test> (exit code N)``: a worker's crash, in
+    the words of ``WorkerCrashed.description``."""
+    return f"worker {event.worker_id} {event.description}"
+
+
+# --------------------------------------------------------------------------- where, output, counts
 
 
 @dataclass(frozen=True)
@@ -65,7 +237,7 @@ def test_location(event: events.TestFinished) -> Where:
     return Where(path, line + 1 if line is not None else None)
 
 
-def crash_location(report: pytest.TestReport | None) -> Where | None:
+def crash_location(report: Report | None) -> Where | None:
     """Where a failure happened (the crash entry of its traceback), 1-based."""
     crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
     if crash is None:
@@ -102,15 +274,6 @@ def captured(reports: Iterable[pytest.TestReport]) -> Captured:
         elif title.startswith("Captured log"):
             log.append(content)
     return Captured("".join(out), "".join(err), "".join(log))
-
-
-def cap(text: str, limit: int) -> str:
-    """At most ``limit`` characters: the head and the tail, with a note of what was cut."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... {cut} characters cut by parallel_exec ...]\n{text[-half:]}"
 
 
 def tally(tests: Iterable[events.TestFinished]) -> Counter[str]:

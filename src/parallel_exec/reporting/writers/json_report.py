@@ -18,7 +18,6 @@ import platform
 import re
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,8 +36,8 @@ from . import common
 #: Bumped when a field is removed, renamed or changes meaning or type; adding a field
 #: does not bump it (the schema allows unknown fields, so older validators still pass).
 SCHEMA_VERSION: Final = 1
-#: Most characters kept of one text (a traceback, one captured stream): 64 Ki characters.
-TEXT_CAP = 64 * 1024
+#: Most characters kept of one text (a traceback, one captured stream): ``common.TEXT_LIMIT``.
+TEXT_CAP = common.TEXT_LIMIT
 #: JSON Schema dialect the generated schema is written in.
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -269,26 +268,20 @@ class JsonWriter:
         self.path = Path(path)
         self.text_cap = text_cap
         self._clock = clock
-        self._run: events.RunStarted | None = None
         self._run_clock = clock()
         self._run_time = time.time()
         self._end_clock: float | None = None
-        self._nodeids: tuple[str, ...] = ()
-        self._collection: events.CollectionFinished | None = None
-        self._tests: list[events.TestFinished] = []
+        self._results = common.Results()
         self._workers: dict[str, _Worker] = {}
 
     def __call__(self, event: events.RunEvent) -> None:
         now = self._clock()
+        self._results.note(event)
         if isinstance(event, events.RunStarted):
-            self._run = event
             self._run_clock = now
             self._run_time = event.started_at
         elif isinstance(event, events.WorkerStarted):
             self._worker_started(event, now)
-        elif isinstance(event, events.CollectionFinished):
-            self._collection = event
-            self._nodeids = event.nodeids
         elif isinstance(event, events.TestFinished):
             self._test_finished(event)
         elif isinstance(event, events.WorkerCrashed):
@@ -325,7 +318,6 @@ class JsonWriter:
             self._worker(event.replaces).restarts += 1
 
     def _test_finished(self, event: events.TestFinished) -> None:
-        self._tests.append(event)
         runs = [(a.worker_id, a.duration) for a in event.attempts]
         if event.origin not in events.NOT_RUN_ORIGINS:
             runs.append((event.worker_id, event.duration))
@@ -343,9 +335,9 @@ class JsonWriter:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     def report(self, ended: events.SessionEnded, now: float) -> JsonReport:
-        tests, not_reached = self._ordered_tests()
+        tests = self._results.in_order()
         counts = common.tally(tests)
-        collection = self._collection
+        collection = self._results.collection
         failed_collection = (
             [r for r in collection.collect_reports if r.failed] if collection else []
         )
@@ -362,10 +354,10 @@ class JsonWriter:
             crashed=sum(t.origin == "crash" for t in tests),
             collection_errors=len(failed_collection),
             deselected=len(collection.deselected) if collection else 0,
-            not_reached=not_reached,
+            not_reached=self._results.not_run,
         )
         workers = [self._worker_record(w) for w in self._workers.values()]
-        run = self._run
+        run = self._results.started
         return JsonReport(
             schema_version=SCHEMA_VERSION,
             tool="parallel_exec",
@@ -398,22 +390,6 @@ class JsonWriter:
             learning_outcome=ended.outcome,
         )
 
-    def _ordered_tests(self) -> tuple[list[events.TestFinished], int]:
-        """Collection order, tests not collected last; and how many collected had no result.
-
-        A nodeid collected twice takes its positions in turn, in arrival order.
-        """
-        positions: dict[str, deque[int]] = {}
-        for index, nodeid in enumerate(self._nodeids):
-            positions.setdefault(nodeid, deque()).append(index)
-        keyed = []
-        for arrival, test in enumerate(self._tests):
-            free = positions.get(test.nodeid)
-            key = free.popleft() if free else len(self._nodeids) + arrival
-            keyed.append((key, test))
-        ordered = [test for _, test in sorted(keyed, key=lambda pair: pair[0])]
-        return ordered, sum(len(free) for free in positions.values())
-
     def _worker_record(self, worker: _Worker) -> WorkerRecord:
         end = worker.ended if worker.ended is not None else self._end_clock
         lifetime = max(0.0, (end if end is not None else worker.started) - worker.started)
@@ -434,7 +410,7 @@ class JsonWriter:
         return common.cap(text, self.text_cap), len(text) > self.text_cap
 
     def _collection_error(self, report: pytest.CollectReport) -> CollectionError:
-        text, truncated = self._capped(str(report.longreprtext))
+        text, truncated = self._capped(common.longrepr_text(report))
         return CollectionError(nodeid=report.nodeid, longrepr=text, longrepr_truncated=truncated)
 
     def _test_record(self, test: events.TestFinished) -> TestRecord:
@@ -482,7 +458,7 @@ class JsonWriter:
             attempts=Attempts(count=test.attempt_count, earlier=earlier),
             flaky=test.flaky,
             crash=Location(path=crash.path, line=crash.line) if crash else None,
-            message=common.message_of(failing),
+            message=common.message_of(failing, test.origin),
             longrepr=capped["longrepr"],
             stdout=capped["stdout"],
             stderr=capped["stderr"],

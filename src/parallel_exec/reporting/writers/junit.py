@@ -33,7 +33,17 @@ import pytest
 
 from ...files import write_atomically
 from .. import events
-from .common import captured, longrepr_text, test_location, visible
+from .common import (
+    Results,
+    captured,
+    crash_message,
+    decide,
+    longrepr_text,
+    message_of,
+    test_location,
+    visible,
+    xfail_reason,
+)
 
 #: Budget of a ``message`` attribute (pytest's): the full text is in the element.
 MESSAGE_BUDGET = 500
@@ -101,10 +111,9 @@ def format_time(seconds: float) -> str:
 
 
 def _crash_message(report: pytest.TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None and getattr(crash, "message", None) is not None:
-        return str(crash.message)
-    return longrepr_text(report)
+    """pytest's ``message`` source: the whole crash message, else the whole text."""
+    message = crash_message(report)
+    return message if message is not None else longrepr_text(report)
 
 
 def _exception_type(report: pytest.TestReport) -> str | None:
@@ -119,12 +128,11 @@ def _exception_type(report: pytest.TestReport) -> str | None:
     name = getattr(getattr(entries[-1], "reprfileloc", None), "message", None) if entries else None
     if isinstance(name, str) and _IDENTIFIER.fullmatch(name):
         return name
-    crash = getattr(report.longrepr, "reprcrash", None)
-    message = str(getattr(crash, "message", "") or "")
-    if crash is not None and message.startswith("assert "):
+    message = crash_message(report) or ""
+    if message.startswith("assert "):
         return "AssertionError"
     match = _EXCEPTION_NAME.match(message)
-    return match.group(1) if crash is not None and match else None
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -144,49 +152,44 @@ def _failed_in(report: pytest.TestReport) -> str:
 def verdict(reports: Sequence[pytest.TestReport], origin: str = "worker") -> Verdict:
     """What a test's reports come to, as pytest's junitxml would word it.
 
-    A failed call is a ``<failure>``; any other failed phase an ``<error>``; else a skip
-    (``type="pytest.xfail"`` for an expected failure) is ``<skipped>``.  A second failed
-    phase (a teardown error after a failed call) is appended to the element's text:
-    one element per test case keeps the suite counts equal to the test cases.
+    The deciding report (``common.decide``) makes the one element: a failed call is a
+    ``<failure>``; any other failed phase an ``<error>``; a skip (``type="pytest.xfail"``
+    for an expected failure) ``<skipped>``.  The further failed phases (a teardown error
+    after a failed call) are appended to the element's text: one element per test case
+    keeps the suite counts equal to the test cases.
     """
-    failed = [r for r in reports if r.failed]
-    call = next((r for r in failed if r.when == "call"), None)
-    decisive = call or (failed[0] if failed else None)
-    origin_type = ORIGIN_TYPES.get(origin)
+    decision = decide(reports)
+    decisive = decision.failure
     result: Verdict
-    if decisive is not None and hasattr(decisive, "wasxfail"):
+    if decision.report is None:
+        return Verdict(None)
+    if decisive is None:
+        result = _skipped(decision.report)
+    elif hasattr(decisive, "wasxfail"):
         result = Verdict("skipped", "xfail-marked test passes unexpectedly")
-    elif decisive is not None:
+    else:
         reason = _crash_message(decisive)
-        kind = origin_type or _exception_type(decisive)
-        if decisive is call:
+        kind = ORIGIN_TYPES.get(origin) or _exception_type(decisive)
+        if decisive.when == "call":
             result = Verdict("failure", shorten_message(reason), kind, longrepr_text(decisive))
         else:
             message = shorten_message(f'{_failed_in(decisive)} "{reason}"')
             result = Verdict("error", message, kind, longrepr_text(decisive))
-    else:
-        skipped = next((r for r in reports if r.skipped), None)
-        if skipped is None:
-            return Verdict(None)
-        result = _skipped(skipped)
-    extra = [r for r in failed if r is not decisive]
-    if not extra:
+    if not decision.further:
         return result
-    more = [f'{_failed_in(r)} "{_crash_message(r)}"\n{longrepr_text(r)}' for r in extra]
+    more = [f'{_failed_in(r)} "{_crash_message(r)}"\n{longrepr_text(r)}' for r in decision.further]
     text = "\n\n".join([result.text, *more]) if result.text else "\n\n".join(more)
     return Verdict(result.tag, result.message, result.type, text)
 
 
 def _skipped(report: pytest.TestReport) -> Verdict:
-    wasxfail = getattr(report, "wasxfail", None)
-    if wasxfail is not None:
-        return Verdict("skipped", str(wasxfail).removeprefix("reason: "), "pytest.xfail")
+    if hasattr(report, "wasxfail"):
+        return Verdict("skipped", xfail_reason([report]), "pytest.xfail")
+    reason = message_of(report)
     if isinstance(report.longrepr, tuple):
-        filename, lineno, reason = report.longrepr
-        reason = str(reason).removeprefix("Skipped: ")
+        filename, lineno, _ = report.longrepr
         return Verdict("skipped", reason, "pytest.skip", f"{filename}:{lineno}: {reason}")
-    text = longrepr_text(report)
-    return Verdict("skipped", text.strip().splitlines()[-1] if text.strip() else "", "pytest.skip")
+    return Verdict("skipped", reason, "pytest.skip")
 
 
 def _element(tag: str, attributes: dict[str, str | None], text: str = "") -> ET.Element:
@@ -235,42 +238,27 @@ class JunitWriter:
         self.path = Path(path)
         self.extended = extended
         self.suite_name = suite_name
-        self.run: events.RunStarted | None = None
-        self.nodeids: tuple[str, ...] = ()
+        self.results = Results()
         self.collect_reports: dict[str, pytest.CollectReport] = {}
-        self.tests: dict[str, events.TestFinished] = {}
         self.created_at = datetime.now().timestamp()
 
     def __call__(self, event: events.RunEvent) -> None:
-        if isinstance(event, events.RunStarted):
-            self.run = event
-        elif isinstance(event, events.CollectionFinished):
-            self.nodeids = event.nodeids
+        self.results.note(event)
+        if isinstance(event, events.CollectionFinished):
             for report in event.collect_reports:
                 if not report.passed:
                     self.collect_reports.setdefault(report.nodeid, report)
-        elif isinstance(event, events.TestFinished):
-            self.tests.pop(event.nodeid, None)  # a repeat moves to the end of arrivals
-            self.tests[event.nodeid] = event
         elif isinstance(event, events.SessionEnded):
             write_atomically(self.path, self.render(event))
-
-    def ordered_tests(self) -> list[events.TestFinished]:
-        """Finished tests in canonical collection order; unknown ones after, as they came."""
-        rank = {nodeid: index for index, nodeid in enumerate(self.nodeids)}
-        arrival = {nodeid: index for index, nodeid in enumerate(self.tests)}
-        return sorted(
-            self.tests.values(),
-            key=lambda t: (rank.get(t.nodeid, len(rank)), arrival[t.nodeid]),
-        )
 
     def render(self, ended: events.SessionEnded) -> str:
         """The whole document for a session that ended with ``ended``."""
         cases = [self._collect_case(r) for r in self.collect_reports.values()]
-        tests = self.ordered_tests()
+        tests = self.results.in_order()
         cases.extend(self._test_case(test) for test in tests)
         counts = {tag: sum(1 for c in cases if c.find(tag) is not None) for tag in _RESULT_TAGS}
-        started = self.run.started_at if self.run is not None else self.created_at
+        run = self.results.started
+        started = run.started_at if run is not None else self.created_at
         elapsed = format_time(ended.finished_at - started)
         suite = ET.Element(
             "testsuite",
@@ -307,11 +295,12 @@ class JunitWriter:
         self, ended: events.SessionEnded, tests: Sequence[events.TestFinished]
     ) -> list[tuple[str, str]]:
         pairs: list[tuple[str, str]] = []
-        if self.run is not None:
+        run = self.results.started
+        if run is not None:
             pairs += [
-                (f"{PROPERTY_PREFIX}run_id", self.run.run_id),
-                (f"{PROPERTY_PREFIX}workers", str(self.run.workers)),
-                (f"{PROPERTY_PREFIX}strategy", self.run.strategy),
+                (f"{PROPERTY_PREFIX}run_id", run.run_id),
+                (f"{PROPERTY_PREFIX}workers", str(run.workers)),
+                (f"{PROPERTY_PREFIX}strategy", run.strategy),
             ]
         pairs.append((f"{PROPERTY_PREFIX}exit_code", str(ended.exit_code)))
         if ended.aborted:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Union
 
@@ -28,18 +28,20 @@ from ...files import write_atomically
 from .. import events
 from .common import (
     OUTCOMES,
+    Results,
     cap,
     captured,
     crash_location,
+    crash_note,
+    decide,
     longrepr_text,
     message_of,
     tally,
     test_location,
     visible,
+    xfail_reason,
 )
 
-#: Longest text (traceback, captured output) one YAML value carries; head and tail kept.
-TEXT_LIMIT = 20_000
 #: Two spaces: the indentation of a YAML diagnostic block under its test point.
 INDENT = "  "
 
@@ -157,27 +159,6 @@ def diagnostic_block(mapping: Mapping[str, Value]) -> list[str]:
     return [f"{INDENT}---", *yaml_lines(mapping, INDENT), f"{INDENT}..."]
 
 
-def _reason(report: pytest.TestReport | None) -> str:
-    """A skip reason without pytest's ``Skipped: `` prefix."""
-    return message_of(report).removeprefix("Skipped: ").strip()
-
-
-def _xfail_reason(reports: Iterable[pytest.TestReport]) -> str:
-    for report in reports:
-        reason = getattr(report, "wasxfail", None)
-        if reason is not None:
-            return str(reason) or "expected to fail"
-    return "expected to fail"
-
-
-def _message(report: pytest.TestReport, origin: str) -> str:
-    """The one-line message; for a crash the first line (it says who and how)."""
-    if origin != "worker":
-        text = longrepr_text(report).strip()
-        return text.splitlines()[0] if text else ""
-    return message_of(report)
-
-
 def _where(path: str, line: int | None) -> dict[str, Value]:
     where: dict[str, Value] = {"file": path}
     if line is not None:
@@ -187,18 +168,18 @@ def _where(path: str, line: int | None) -> dict[str, Value]:
 
 def _failure(report: pytest.TestReport, origin: str) -> dict[str, Value]:
     """What one failed phase says: phase, message, where it failed, the full text."""
-    found: dict[str, Value] = {"phase": report.when or "", "message": _message(report, origin)}
+    found: dict[str, Value] = {"phase": report.when or "", "message": message_of(report, origin)}
     at = crash_location(report)
     if at is not None:
         found["at"] = _where(at.path, at.line)
     text = longrepr_text(report)
     if text.strip() and text.strip() != found["message"]:
-        found["details"] = cap(text, TEXT_LIMIT)
+        found["details"] = cap(text)
     return found
 
 
 def _attempt(attempt: events.Attempt) -> dict[str, Value]:
-    failed = next((r for r in attempt.reports if r.failed), None)
+    failed = decide(attempt.reports).failure
     found: dict[str, Value] = {"worker": attempt.worker_id, "outcome": attempt.outcome}
     if failed is not None:
         found["phase"] = failed.when or ""
@@ -207,25 +188,17 @@ def _attempt(attempt: events.Attempt) -> dict[str, Value]:
     return found
 
 
-def _first_failed(event: events.TestFinished) -> pytest.TestReport | None:
-    """The report that fails the test point: pytest counts any failed phase.
-
-    A skipped or xfailed call with a failing teardown is "1 skipped, 1 error" to
-    pytest, so it is not ok here, although its outcome word is ``skipped``.
-    """
-    return next((r for r in event.reports if r.failed), None)
-
-
 def diagnostics_of(event: events.TestFinished) -> dict[str, Value] | None:
     """The YAML block of a test point, or None when a bare line says it all."""
     outcome = event.outcome
-    deciding = _first_failed(event)
+    decision = decide(event.reports)
+    deciding = decision.failure
     if deciding is None and not event.attempts:
         return None
     where = test_location(event)
     found: dict[str, Value] = {"outcome": outcome}
     if deciding is not None:
-        found["message"] = _message(deciding, event.origin)
+        found["message"] = message_of(deciding, event.origin)
         found["phase"] = deciding.when or ""
     elif event.flaky:
         found["message"] = f"flaky: {outcome} on attempt {event.attempt_count}"
@@ -242,7 +215,7 @@ def diagnostics_of(event: events.TestFinished) -> dict[str, Value] | None:
         for key in ("at", "details"):
             if key in first:
                 found[key] = first[key]
-        more = [_failure(r, event.origin) for r in event.reports if r.failed and r is not deciding]
+        more = [_failure(r, event.origin) for r in decision.further]
         if more:
             found["more_failures"] = more
         output = captured(event.reports)
@@ -252,7 +225,7 @@ def diagnostics_of(event: events.TestFinished) -> dict[str, Value] | None:
             ("log", output.log),
         ):
             if text:
-                found[key] = cap(text, TEXT_LIMIT)
+                found[key] = cap(text)
     if event.attempts:
         found["earlier_attempts"] = [_attempt(a) for a in event.attempts]
     return found
@@ -262,15 +235,17 @@ def point_lines(number: int, event: events.TestFinished) -> list[str]:
     """A test point's line and, for a failure or a retried test, its YAML block."""
     outcome = event.outcome
     name = description(event.nodeid)
-    if _first_failed(event) is not None:
+    decision = decide(event.reports)
+    if decision.failure is not None:
         # Whatever the call did: a failed setup or teardown fails the point.
         line = f"not ok {number} - {name}"
     elif outcome == "skipped":
-        reason = one_line(_reason(event.failing_report))
+        reason = one_line(message_of(decision.report, event.origin).strip())
         line = f"ok {number} - {name} # SKIP {reason}".rstrip()
     elif outcome in ("xfailed", "xpassed"):
         status = "not ok" if outcome == "xfailed" else "ok"
-        line = f"{status} {number} - {name} # TODO {one_line(_xfail_reason(event.reports))}"
+        reason = xfail_reason(event.reports) or "expected to fail"
+        line = f"{status} {number} - {name} # TODO {one_line(reason)}"
     else:
         line = f"ok {number} - {name}"
     found = diagnostics_of(event)
@@ -280,23 +255,19 @@ def point_lines(number: int, event: events.TestFinished) -> list[str]:
 def collection_error_point(number: int, report: pytest.CollectReport, worker_id: str) -> list[str]:
     """A failed collection as a ``not ok`` point, so a consumer counts it as a failure."""
     what = report.nodeid or "session"
-    text = str(report.longreprtext)
-    crash = getattr(report.longrepr, "reprcrash", None)
-    message = str(getattr(crash, "message", "") or "")
-    if not message:
-        stripped = text.strip()
-        message = stripped.splitlines()[-1] if stripped else ""
+    text = longrepr_text(report)
     found: dict[str, Value] = {
         "outcome": "error",
-        "message": message.splitlines()[0] if message else "",
+        "message": message_of(report),
         "phase": "collect",
         "file": what.partition("::")[0],
         "worker": worker_id,
     }
-    if crash is not None:
-        found["at"] = _where(str(crash.path), int(crash.lineno) if crash.lineno else None)
+    at = crash_location(report)
+    if at is not None:
+        found["at"] = _where(at.path, at.line)
     if text.strip():
-        found["details"] = cap(text, TEXT_LIMIT)
+        found["details"] = cap(text)
     line = f"not ok {number} - {description(f'ERROR collecting {what}')}"
     return [line, *diagnostic_block(found)]
 
@@ -326,14 +297,13 @@ class TapWriter:
         self._count = 0
         self._started = False
         self._ended = False
-        self._tests: list[events.TestFinished] = []
+        self._results = Results()
         self._collection_errors = 0
-        self._nodeids: tuple[str, ...] = ()
-        self._not_run: int | None = None
 
     def __call__(self, event: events.RunEvent) -> None:
         if self._ended:
             return
+        self._results.note(event)
         if isinstance(event, events.RunStarted):
             self._emit(
                 [
@@ -342,7 +312,6 @@ class TapWriter:
                 ]
             )
         elif isinstance(event, events.CollectionFinished):
-            self._nodeids = event.nodeids
             for report in event.collect_reports:
                 if report.failed:
                     self._count += 1
@@ -350,18 +319,15 @@ class TapWriter:
                     self._emit(collection_error_point(self._count, report, event.worker_id))
         elif isinstance(event, events.TestFinished):
             self._count += 1
-            self._tests.append(event)
             self._emit(point_lines(self._count, event))
         elif isinstance(event, events.WorkerCrashed):
-            self._emit([f"# worker {one_line(event.worker_id)} {one_line(event.description)}"])
-        elif isinstance(event, events.RunFinished):
-            self._not_run = event.tests_not_run
+            self._emit([f"# {one_line(crash_note(event))}"])
         elif isinstance(event, events.SessionEnded):
             self._end(event)
 
     def _end(self, event: events.SessionEnded) -> None:
         self._ended = True
-        closing = [summary_comment(self._tests, self._collection_errors)]
+        closing = [summary_comment(self._results.arrived, self._collection_errors)]
         closing.append(f"1..{self._count}" if self._count else "1..0 # SKIP no tests ran")
         if event.aborted:
             closing.append(f"Bail out! {self._bail_reason(event)}")
@@ -370,10 +336,7 @@ class TapWriter:
             write_atomically(self.path, "".join(f"{line}\n" for line in self._lines))
 
     def _bail_reason(self, event: events.SessionEnded) -> str:
-        not_run = self._not_run
-        if not_run is None:
-            finished = {t.nodeid for t in self._tests}
-            not_run = sum(1 for n in self._nodeids if n not in finished)
+        not_run = self._results.not_run
         reason = f"run aborted (exit code {event.exit_code})"
         if not_run:
             reason += f": {not_run} test{'s' if not_run != 1 else ''} not run"
