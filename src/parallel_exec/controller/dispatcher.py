@@ -28,11 +28,11 @@ from .. import _pytest_compat
 from .._version import __version__
 from ..cpus import usable_cpus
 from ..errors import CollectionMismatchError, VersionMismatchError, WorkerStartError
-from ..history.store import TestTiming, estimate_durations
+from ..history.store import TestTiming
 from ..reporting import events
 from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
-from ..scheduling import Assign, Decision, Drain, Scheduler, TestPlanInput, make_scheduler
+from ..scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
 from ..wire import protocol
 from ..wire.reports import deserialize
 from .crashes import (
@@ -46,6 +46,7 @@ from .crashes import (
 from .gate import Adopted, Agreed, CollectionGate
 from .launcher import Launcher, RestartBudget
 from .phase import Phase, RunStatus
+from .planning import plan_input
 from .pool import (
     ChannelClosed,
     ForkServerLost,
@@ -511,23 +512,14 @@ class Dispatcher:
                 f"so {count} worker{'s' if count != 1 else ''} of {self.run.workers}"
             )
         alive = {h.worker_id for h in self.pool.alive()}
-        known = {n: self.timings[n] for n in self.nodeids if n in self.timings}
-        estimates = estimate_durations(self.nodeids, self.timings)
-        plan = TestPlanInput(
-            nodeids=self.nodeids,
-            test_files=canonical.test_files,
-            groups=canonical.groups,
-            owners={f: w for f, w in canonical.owners.items() if w in alive},
-            estimates=[estimates[n] for n in self.nodeids],
-            stdevs=[known[n].stdev if n in known else None for n in self.nodeids],
-        )
+        plan, predictions = plan_input(canonical, self.timings, alive)
         self.scheduler = make_scheduler(self.run.strategy, plan, self.target)
         self.stream.publish(
             events.RunPlanned(
                 strategy=self.run.strategy,
                 workers=self.target,
                 tests=len(self.nodeids),
-                predictions={n: (t.mean, t.stdev) for n, t in known.items()},
+                predictions=predictions,
                 predicted_makespan=self.scheduler.predicted_makespan,
             )
         )
