@@ -418,7 +418,7 @@ STRAGGLER_SUITE = """
     @pytest.mark.parametrize("n", range(10))
     def test_steady(n):
         if n == 0:
-            time.sleep(2.0 if os.environ.get("STRAGGLE") else 0.6)
+            time.sleep(3.0 if os.environ.get("STRAGGLE") else 0.6)
         else:
             time.sleep(0.3)
 """
@@ -433,16 +433,17 @@ def test_a_straggler_does_not_hang_a_planned_run(
 
     The first run teaches the history that test 0 takes 0.6 s and the others 0.3 s, so
     the second run (planned by ``time``, longest first) starts test 0 first on one worker,
-    with plenty of work left.  This time it takes 2 s, beyond 0.6 + 0.5 s: its worker is
-    a straggler until it finishes, and the request for work it sends with that result
-    must still be answered.
+    with plenty of work left.  This time it takes 3 s, well beyond 0.6 + 0.5 s (even if
+    the first run measured it slowly, on a loaded machine): its worker is a straggler
+    until it finishes, and the request for work it sends with that result must still be
+    answered.
     """
     runner.pytester.makepyfile(test_straggle=STRAGGLER_SUITE)
     first = runner.run(workers=2, timeout=TIMEOUT)
     assert first.ret == pytest.ExitCode.OK
 
     monkeypatch.setenv("STRAGGLE", "1")
-    second = runner.run(workers=2, timeout=30.0)
+    second = runner.run(workers=2, timeout=TIMEOUT)
     assert second.ret == pytest.ExitCode.OK, output_of(second)
     assert second.parseoutcomes()["passed"] == 10
     assert strategy_of(second) == "time"

@@ -27,8 +27,10 @@ WORKERS = 2
 #: (ordinals 1-6, half of them another worker's share) only use it.
 B_FILES = 6
 
-#: Logs which worker ran it, and takes a little time, so that workers starting after
-#: collection join before the run is over.
+#: Logs which worker ran it, and takes a little time.  With ``wait-for-later-workers``
+#: beside it, it waits instead (up to a minute) until a worker that started after
+#: collection has run one of these: however slowly workers start on a loaded machine,
+#: the later ones join before the run is over.
 USES_SUBMODULE = """
 import os
 import pathlib
@@ -36,11 +38,22 @@ import time
 
 import pkg
 
+HERE = pathlib.Path(__file__).parent
+DEADLINE = time.monotonic() + 60
+
+
+def later_worker_ran():
+    return bool({"gw2", "gw3"} & set((HERE / "ran.log").read_text(encoding="utf-8").split()))
+
 
 def test_uses_attribute_of_submodule():
-    with open(pathlib.Path(__file__).with_name("ran.log"), "a", encoding="utf-8") as log:
+    with open(HERE / "ran.log", "a", encoding="utf-8") as log:
         log.write(os.environ.get("PARALLEL_EXEC_WORKER", "serial") + "\\n")
-    time.sleep(0.4)
+    if (HERE / "wait-for-later-workers").exists():
+        while not later_worker_ran() and time.monotonic() < DEADLINE:
+            time.sleep(0.05)
+    else:
+        time.sleep(0.4)
     assert pkg.sub.VALUE == 42
 
 
@@ -86,10 +99,13 @@ def test_imports_collection_keeps_import_side_effects_with_later_workers(
     serial = runner.observe()
     ran_log = runner.pytester.path / "ran.log"
     ran_log.unlink()
+    later_workers = usable_cpus() < 4  # else all four collect in the first wave
+    if later_workers:
+        (runner.pytester.path / "wait-for-later-workers").touch()
     parallel = runner.observe("--collection=imports", workers=4)
 
     assert parallel.differences_from(serial) == [], parallel.output
-    if usable_cpus() < 4:  # else all four collect in the first wave
+    if later_workers:
         ran = set(ran_log.read_text(encoding="utf-8").split())
         assert ran & {"gw2", "gw3"}, f"no later worker ran a test: {ran}"
 

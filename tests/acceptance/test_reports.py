@@ -27,7 +27,7 @@ TIMED_SUITE = """
 
     @pytest.mark.parametrize("n", range(7))
     def test_sleeps(n):
-        time.sleep(0.1 * n)
+        time.sleep(0.1 * n if n >= 2 else 0)  # the 5 slowest stand out by 0.2 s at least
 
 
     @pytest.mark.parametrize("n", range(6))

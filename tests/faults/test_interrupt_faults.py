@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from conftest import PluginRunner
 
 SUITE = """
+    import pathlib
     import time
 
     import pytest
@@ -25,6 +26,7 @@ SUITE = """
         pass
 
     def test_hangs():
+        (pathlib.Path(__file__).parent / "hanging").touch()
         time.sleep(120)
 """
 
@@ -38,6 +40,12 @@ def test_ctrl_c_names_the_running_tests(
     try:
         for n in range(4):
             run.wait_for(f"test_quick[{n}] PASSED")
+        hanging = runner.pytester.path / "hanging"
+        deadline = time.monotonic() + 60
+        while not hanging.exists():  # the worker noted the test's start before it ran it
+            assert run.process.poll() is None, run.text
+            assert time.monotonic() < deadline, f"test_hangs never started:\n{run.text}"
+            time.sleep(0.02)
         time.sleep(1.0)
         run.process.send_signal(signal.SIGINT)
     finally:

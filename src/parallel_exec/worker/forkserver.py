@@ -47,7 +47,9 @@ def _preimport() -> None:
 
 def serve(channel: Any, path: str) -> None:
     """The fork server's loop: fork on request, reap, report exits, kill on request."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
+    # The controller owns Ctrl-C.  A no-op handler rather than SIG_IGN, which would
+    # survive exec in whatever a test of a forked worker starts (see main.ignore_interrupts).
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     _preimport()
     io = channel.gateway._io
     inherited = [f.fileno() for f in (io.infile, io.outfile)]

@@ -94,6 +94,22 @@ def _set_environment(setup: protocol.WorkerSetup) -> None:
     )
 
 
+def ignore_interrupts() -> None:
+    """Make this process immune to Ctrl-C: the controller owns it.
+
+    A terminal's Ctrl-C goes to the whole process group, workers included; the
+    controller decides how the run ends.  A no-op handler, not ``SIG_IGN``: an ignored
+    signal stays ignored across ``exec``, so every process a test starts (a nested
+    pytest run, a server under test) could not be interrupted either, whereas a handler
+    is reset to the default in the new program.
+    """
+    signal.signal(signal.SIGINT, _interrupt_ignored)
+
+
+def _interrupt_ignored(signum: int, frame: Any) -> None:
+    """SIGINT in a worker: nothing to do (see ``ignore_interrupts``)."""
+
+
 def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
     config = prepare_config(list(setup.args), plugins=["parallel_exec"])
     config.option.basetemp = setup.basetemp
@@ -114,7 +130,7 @@ def main(channel: Any) -> None:
             )
         )
     )
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller owns Ctrl-C
+    ignore_interrupts()  # the controller owns Ctrl-C
     _watch_parent(setup.controller_pid or os.getppid())
     _redirect_output(setup.progress_path.rsplit(".", 1)[0])
     os.chdir(setup.invocation_dir)
