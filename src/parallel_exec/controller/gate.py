@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CollectionMismatchError
 from ..wire import protocol
 from .canonical import CanonicalCollection, check_agrees, merge
 
@@ -86,6 +85,3 @@ class CollectionGate:
         """The worker whose collection the others are compared with."""
         shares = self._shares
         return shares[min(shares)].worker_id if shares else "the first worker"
-
-
-__all__ = ["Adopted", "Agreed", "CollectionGate", "CollectionMismatchError", "Waiting"]

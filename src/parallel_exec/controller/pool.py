@@ -34,8 +34,6 @@ from .transports import (
     WorkerProcess,
 )
 
-#: How much of a dead worker's stderr goes into the report of the test it was running.
-STDERR_EXCERPT_BYTES = 16000
 TAIL_POLL_SECONDS = 0.05
 
 
@@ -156,13 +154,6 @@ class WorkerHandle:
     @property
     def progress_path(self) -> str:
         return self.files_base + ".progress"
-
-    def running_since(self) -> tuple[int, float]:
-        """Index of the test this worker is running (-1: none) and its start time."""
-        if self.transport is None:
-            return -1, 0.0
-        index, _, started = self.transport.running(self.files_base)
-        return index, started
 
 
 class WorkerPool:
@@ -297,7 +288,11 @@ class WorkerPool:
 
     def running_since(self, worker_id: str) -> tuple[int, float]:
         """The canonical index of the test the worker runs (-1: none) and its start."""
-        return self.workers[worker_id].running_since()
+        handle = self.workers[worker_id]
+        if handle.transport is None:  # it never started
+            return -1, 0.0
+        index, _, started = handle.transport.running(handle.files_base)
+        return index, started
 
     def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
         handle = self.workers[worker_id]
