@@ -439,8 +439,8 @@ class WorkerSession:
 
     @pytest.hookimpl
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """``pytest.exit`` in a test or plugin (a worker ignores SIGINT, so nothing else
-        gets here): the controller ends the whole run the same way."""
+        """``pytest.exit`` in a test or plugin (a worker's SIGINT handler does nothing, so
+        nothing else gets here): the controller ends the whole run the same way."""
         value = excinfo.value
         if isinstance(value, pytest.exit.Exception):
             with contextlib.suppress(Exception):
