@@ -36,6 +36,7 @@ __all__ = [
     "builtin_plugin_modules",
     "end_current_line",
     "ensure_unconfigure",
+    "ini_keys",
     "install_worker_logxml",
     "junit_reporters",
     "prepare_config",
@@ -43,6 +44,7 @@ __all__ = [
     "sort_terminal_stats",
     "take_worker_logxml",
     "terminal_to",
+    "unblock_plugin",
 ]
 
 
@@ -68,6 +70,25 @@ def builtin_plugin_modules() -> tuple[str, ...]:
     from _pytest.config import default_plugins
 
     return tuple(f"_pytest.{name}" for name in default_plugins)
+
+
+def ini_keys(config: pytest.Config) -> list[str]:
+    """The keys of the ini file pytest read.  ``Config._inicfg`` (9.x; ``inicfg`` is
+    deprecated there) or ``Config.inicfg`` (8.x)."""
+    values = getattr(config, "_inicfg", None)
+    if values is None:
+        values = getattr(config, "inicfg", None) or {}
+    return [str(key) for key in values]
+
+
+def unblock_plugin(pluginmanager: pytest.PytestPluginManager, name: str) -> None:
+    """Undo ``set_blocked(name)`` (``-p no:NAME``).  pluggy's ``unblock`` where it has
+    one (1.7 has), else the blocked entry of ``PluginManager._name2plugin``."""
+    unblock = getattr(pluginmanager, "unblock", None)
+    if unblock is not None:
+        unblock(name)
+    elif pluginmanager._name2plugin.get(name, ...) is None:
+        del pluginmanager._name2plugin[name]
 
 
 def _reporter(config: pytest.Config) -> Any:

@@ -11,12 +11,20 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import settings as settings_module
-from .settings import Settings
+from .settings import MAX_WORKERS, OPTIONS, SERIAL_OPTIONS, Settings, raw_value
+from .xdist_contract import (
+    add_hookspecs,
+    ensure_stand_in,
+    is_stand_in,
+    normalize_early_options,
+    xdist_options,
+)
 
 if TYPE_CHECKING:
     from .controller.forkserver import ForkServer
@@ -26,6 +34,10 @@ XDIST_PLUGINS = ("xdist", "xdist.plugin", "xdist.looponfail")
 RERUNFAILURES_PLUGINS = ("rerunfailures", "pytest_rerunfailures")
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SERIAL_REASON_KEY = pytest.StashKey[str]()
+#: Whether this run's tests run on workers.
+PARALLEL_KEY = pytest.StashKey[bool]()
+#: ``os.environ`` as pytest started, before any plugin changed it: workers start from it.
+ENVIRONMENT_KEY = pytest.StashKey[dict[str, str]]()
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -34,15 +46,36 @@ def is_worker(config: pytest.Config) -> bool:
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     for name in XDIST_PLUGINS:
-        if pluginmanager.get_plugin(name) is not None:
+        plugin = pluginmanager.get_plugin(name)
+        if plugin is not None and not is_stand_in(plugin):
             raise pytest.UsageError(
                 "parallel_exec: pytest-xdist is already active in this run; use either "
                 "'-p parallel_exec' or pytest-xdist, not both (add '-p no:xdist')"
             )
+    # The name "xdist" is taken by the stand-in, so pytest-xdist's entry point does not
+    # load; its other modules are blocked.
+    ensure_stand_in(pluginmanager)
+    for name in XDIST_PLUGINS[1:]:
         pluginmanager.set_blocked(name)
     _refuse_explicit_xdist(pluginmanager)
     shared = frozenset({"--fail-on-flaky"}) if rerunfailures_loads(pluginmanager) else frozenset()
     settings_module.register(parser, shared)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    add_hookspecs(pluginmanager)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
+    """Before any plugin's own (pytest-env edits ``os.environ`` here, pytest-cov reads
+    the options here): keep the environment pytest started with, for the workers; make
+    sure the ``xdist`` stand-in is there (a ``-p no:xdist`` after ``-p parallel_exec``
+    removes it); give the first parse xdist's option values."""
+    early_config.stash[ENVIRONMENT_KEY] = dict(os.environ)
+    ensure_stand_in(early_config.pluginmanager)
+    normalize_early_options(early_config)
+    return (yield)
 
 
 def rerunfailures_loads(pluginmanager: pytest.PytestPluginManager) -> bool:
@@ -85,13 +118,43 @@ def _refuse_explicit_xdist(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def serial_reason(config: pytest.Config, settings: Settings) -> str | None:
     """Why this run stays in-process although workers were asked for (None: go parallel)."""
-    if config.getoption("usepdb", False):
-        return "--pdb"
-    if config.getoption("trace", False):
-        return "--trace"
-    if config.getoption("keepduplicates", False):
-        return "--keep-duplicates"  # duplicate node ids cannot be told apart between workers
-    return None
+    return next(
+        (flag for dest, flag in SERIAL_OPTIONS.items() if config.getoption(dest, False)), None
+    )
+
+
+def prepare(config: pytest.Config) -> Settings:
+    """Read the options once, decide whether the run is parallel, and give the options
+    xdist's ``numprocesses``/``dist`` for that decision (plugins read them)."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is not None:
+        return settings
+    settings = settings_module.load(config)
+    config.stash[SETTINGS_KEY] = settings
+    reason = serial_reason(config, settings) if settings.wants_parallel else None
+    if reason is not None:
+        config.stash[SERIAL_REASON_KEY] = reason
+    parallel = (
+        settings.wants_parallel and reason is None and not config.getoption("collectonly", False)
+    )
+    config.stash[PARALLEL_KEY] = parallel
+    dist_spec = next(spec for spec in OPTIONS if spec.dest == "dist")
+    dist_given = str(raw_value(config, dist_spec)[0]).strip().lower()
+    workers = settings.workers.resolve() if settings.workers is not None else None
+    for dest, value in xdist_options(
+        parallel, workers, dist_given, settings.workers is not None
+    ).items():
+        setattr(config.option, dest, value)
+    return settings
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Options are read before any ``pytest_configure`` (an invalid one is a usage
+    error; plugins configuring themselves see xdist's option values)."""
+    if is_worker(config) or config.getoption("version", False):
+        return
+    prepare(config)
 
 
 @pytest.hookimpl(trylast=True)
@@ -105,8 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if is_worker(config):
         return
-    settings = settings_module.load(config)
-    config.stash[SETTINGS_KEY] = settings
+    settings = prepare(config)
     if settings.report_tap == "-":
         _terminal_to_stderr(config)
     if settings.retries and rerunfailures_active(config.pluginmanager):
@@ -116,10 +178,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if config.getoption("collectonly", False):
         return
-    reason = serial_reason(config, settings) if settings.wants_parallel else None
-    if reason is not None:
-        config.stash[SERIAL_REASON_KEY] = reason
-    parallel = settings.wants_parallel and reason is None
+    parallel = config.stash[PARALLEL_KEY]
     # Started first, so that its own start-up overlaps the rest of this process's.
     fork_server = start_fork_server() if parallel and settings.forks_workers else None
     # The main process's machinery (controller, history, pydantic models, writers) is
@@ -132,7 +191,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if parallel:
         try:
-            controller = ControllerPlugin(config, settings, fork_server)
+            controller = ControllerPlugin(
+                config, settings, fork_server, config.stash.get(ENVIRONMENT_KEY, None)
+            )
         except BaseException:
             if fork_server is not None:
                 fork_server.shutdown()
@@ -184,6 +245,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     count = settings.workers.resolve()
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
+    if settings.workers.asked is not None:
+        how += f" ({settings.workers.asked} asked for; at most {MAX_WORKERS} workers run)"
     known = len(controller.timings)
     history = f", history: {known} tests known" if controller.store is not None else ""
     from .controller.collection_mode import collection_mode

@@ -4,13 +4,15 @@ Naming rule for ini keys (``pytest.ini`` / ``[tool.pytest.ini_options]``): the l
 name without the leading dashes, dashes turned into underscores, prefixed with
 ``parallel_exec_``.  ``--numprocesses`` is ``parallel_exec_numprocesses``,
 ``--max-worker-restart`` is ``parallel_exec_max_worker_restart``.  The command line wins
-over ini; ini wins over the default.  Every value, from either place, goes through the
+over an option's environment variable (``PARALLEL_EXEC_WORKERS`` for ``-n``), which wins
+over ini, which wins over the default.  Every value, from either place, goes through the
 same parser, and an invalid one is a usage error (exit code 4) naming the option.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ._pytest_compat import ini_keys
 from .cpus import logical_cpus, usable_cpus
 from .errors import OptionError
 
@@ -49,6 +52,8 @@ class WorkerCount:
 
     spec: str
     fixed: int | None = None
+    #: The count asked for when it was above ``MAX_WORKERS`` (``fixed`` is then the cap).
+    asked: int | None = None
 
     def resolve(self) -> int:
         if self.fixed is not None:
@@ -58,20 +63,29 @@ class WorkerCount:
 
     @property
     def is_auto(self) -> bool:
-        return self.fixed is None
+        return self.spec in ("auto", "logical")
+
+    def resolved_to(self, count: int) -> WorkerCount:
+        """This ``auto``/``logical`` count, resolved to ``count`` workers (capped)."""
+        if count > MAX_WORKERS:
+            return WorkerCount(self.spec, MAX_WORKERS, asked=count)
+        return WorkerCount(self.spec, max(0, count))
 
 
 def parse_numprocesses(value: str) -> WorkerCount:
+    """``N``, ``auto`` or ``logical``.  A count above ``MAX_WORKERS`` (an xdist
+    configuration's ``-n 32``) is accepted and capped: the pool has 1-16 workers."""
     text = str(value).strip().lower()
     if text in ("auto", "logical"):
         return WorkerCount(spec=text)
     if not (text.isascii() and text.isdigit()):
         raise OptionError(
-            f"expected a number of workers (0-{MAX_WORKERS}), 'auto' or 'logical', got {value!r}"
+            f"expected a number of workers (0-{MAX_WORKERS}; more are capped at {MAX_WORKERS}), "
+            f"'auto' or 'logical', got {value!r}"
         )
     count = int(text)
-    if not 0 <= count <= MAX_WORKERS:
-        raise OptionError(f"the number of workers must be 0-{MAX_WORKERS}, got {count}")
+    if count > MAX_WORKERS:
+        return WorkerCount(spec=text, fixed=MAX_WORKERS, asked=count)
     return WorkerCount(spec=text, fixed=count)
 
 
@@ -81,6 +95,12 @@ def parse_dist(value: str) -> str:
         choices = ", ".join(sorted(DIST_ALIASES))
         raise OptionError(f"unknown distribution strategy {value!r} (choose from: {choices})")
     return text
+
+
+#: Options that keep a run in-process although workers were asked for, and their flags:
+#: a debugger needs the test in this process; duplicate node ids cannot be told apart
+#: between workers.
+SERIAL_OPTIONS = {"usepdb": "--pdb", "trace": "--trace", "keepduplicates": "--keep-duplicates"}
 
 
 #: ``imports`` (the default): every worker imports every test module, in walk order, as a
@@ -135,6 +155,8 @@ class OptionSpec:
     metavar: str
     help: str
     flag: bool = False
+    #: An environment variable that sets the option (below the command line, above ini).
+    env: str | None = None
 
     @property
     def long_flag(self) -> str:
@@ -157,11 +179,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default=None,
         metavar="N|auto|logical",
         help=(
-            f"run tests on N worker processes (1-{MAX_WORKERS}); 0 runs in this process. "
-            "'auto': CPUs usable by this process (affinity and cgroup quota), "
-            f"'logical': all logical CPUs; both capped at {MAX_WORKERS} and at the number "
-            "of collected tests."
+            f"run tests on N worker processes (1-{MAX_WORKERS}; more are capped at "
+            f"{MAX_WORKERS}); 0 runs in this process. 'auto': CPUs usable by this process "
+            "(affinity and cgroup quota; PYTEST_XDIST_AUTO_NUM_WORKERS and the "
+            "pytest_xdist_auto_num_workers hook override it), 'logical': all logical "
+            f"CPUs; both capped at {MAX_WORKERS} and at the number of collected tests. "
+            "Environment: PARALLEL_EXEC_WORKERS."
         ),
+        env="PARALLEL_EXEC_WORKERS",
     ),
     OptionSpec(
         flags=("--dist",),
@@ -365,7 +390,7 @@ class Settings:
     def wants_parallel(self) -> bool:
         if self.workers is None or self.dist == "no":
             return False
-        return self.workers.fixed != 0
+        return self.workers.resolve() != 0
 
 
 #: Options naming a file written when the run ends; checked when the run starts.
@@ -393,15 +418,26 @@ def check_report_path(value: str, invocation_dir: Path, dest: str) -> None:
         raise OptionError(f"{value!r}: {str(parent)!r} is not a directory")
 
 
-def _value(config: pytest.Config, spec: OptionSpec) -> Any:
-    raw = config.getoption(spec.dest, None)
+def raw_value(
+    config: pytest.Config, spec: OptionSpec, getoption: Callable[[str], Any] | None = None
+) -> tuple[Any, str]:
+    """The option's unparsed value and where it came from: the command line, then its
+    environment variable, then ini, then the default."""
+    raw = (getoption or (lambda dest: config.getoption(dest, None)))(spec.dest)
     source = spec.display
+    if raw is None and spec.env and os.environ.get(spec.env, "").strip():
+        raw, source = os.environ[spec.env], f"{spec.env} (environment)"
     if raw is None:
         ini = config.getini(spec.ini_name)
         if ini not in (None, "", []):
             raw, source = ini, f"{spec.ini_name} (ini)"
     if raw is None:
         raw = spec.default
+    return raw, source
+
+
+def _value(config: pytest.Config, spec: OptionSpec) -> Any:
+    raw, source = raw_value(config, spec)
     if raw is None:
         return None
     try:
@@ -413,11 +449,49 @@ def _value(config: pytest.Config, spec: OptionSpec) -> Any:
         raise pytest.UsageError(f"parallel_exec: invalid value for {source}: {exc}") from None
 
 
+AUTO_ENV = "PYTEST_XDIST_AUTO_NUM_WORKERS"
+
+
+def resolve_auto(config: pytest.Config, workers: WorkerCount | None) -> WorkerCount | None:
+    """``-n auto``/``logical`` as pytest-xdist resolves it: a plugin's
+    ``pytest_xdist_auto_num_workers`` first, then ``PYTEST_XDIST_AUTO_NUM_WORKERS``, then
+    the CPUs (resolved when asked).  A count above ``MAX_WORKERS`` is capped."""
+    if workers is None or not workers.is_auto:
+        return workers
+    hook = getattr(config.hook, "pytest_xdist_auto_num_workers", None)
+    count = hook(config=config) if hook is not None else None
+    if count is None and os.environ.get(AUTO_ENV, "").strip():
+        text = os.environ[AUTO_ENV].strip()
+        if not (text.isascii() and text.isdigit()):
+            raise pytest.UsageError(
+                f"parallel_exec: invalid value for {AUTO_ENV} (environment): expected a "
+                f"whole number of workers, got {text!r}"
+            )
+        count = int(text)
+    return workers if count is None else workers.resolved_to(int(count))
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """A misspelt ``parallel_exec_*`` key would leave the run silently serial (pytest
+    only warns about an unknown key): it is a usage error naming the closest valid key."""
+    valid = {spec.ini_name for spec in OPTIONS}
+    for key in ini_keys(config):
+        if key.startswith(INI_PREFIX) and key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.5)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"the keys are: {', '.join(sorted(valid))}"
+            )
+            raise pytest.UsageError(f"parallel_exec: unknown ini key {key!r}; {hint}")
+
+
 def load(config: pytest.Config) -> Settings:
     """Read and validate every option; an invalid value raises ``pytest.UsageError``."""
+    check_ini_keys(config)
     values = {spec.dest: _value(config, spec) for spec in OPTIONS}
     return Settings(
-        workers=values["numprocesses"],
+        workers=resolve_auto(config, values["numprocesses"]),
         dist=DIST_ALIASES[values["dist"]],
         max_worker_restart=values["maxworkerrestart"],
         collection=values["pe_collection"],

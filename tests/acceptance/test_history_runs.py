@@ -32,12 +32,14 @@ DEFAULT_HISTORY = Path(".pytest_cache", "parallel_exec", "history.sqlite")
 TIMEOUT = 60.0
 
 SUMMARY_LINE = re.compile(
-    r"^parallel_exec: (?P<strategy>[\w-]+) on (?P<workers>\d+) workers: wall [\d.]+s, "
-    r"work [\d.]+s, speedup [\d.]+x, efficiency \d+%, balance \d+%, reward (?P<reward>[\d.]+)$"
+    r"^parallel_exec: (?P<workers>\d+) workers? \((?P<strategy>[\w-]+)\), wall [\d.]+s "
+    r"for [\d.]+s of tests: speedup [\d.]+x, efficiency \d+%$"
 )
+#: Shown with -v: the graded record.
 MAKESPAN_LINE = re.compile(
     r"^parallel_exec: makespan [\d.]+s(?P<predicted> \(predicted [\d.]+s\))?, "
-    r"lower bound [\d.]+s(, actual/LB [\d.]+)?, stragglers (?P<stragglers>\d+)$"
+    r"lower bound [\d.]+s(, actual/LB [\d.]+)?, balance \d+%, "
+    r"stragglers (?P<stragglers>\d+), reward (?P<reward>[\d.]+)$"
 )
 
 PASSING_SUITE = {
@@ -122,18 +124,24 @@ def passing_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(**{name: textwrap.dedent(body) for name, body in PASSING_SUITE.items()})
 
 
-def learning_summary(result: pytest.RunResult) -> tuple[re.Match[str], re.Match[str]]:
-    """The two summary lines a parallel run prints, parsed; fails if either is missing."""
+def summary_line(result: pytest.RunResult) -> re.Match[str]:
+    """The summary line every parallel run prints, parsed; fails if it is missing."""
     lines = [line for line in result.outlines if line.startswith("parallel_exec: ")]
     summary = next((m for m in map(SUMMARY_LINE.match, lines) if m), None)
-    makespan = next((m for m in map(MAKESPAN_LINE.match, lines) if m), None)
     assert summary is not None, "no learning summary line in:\n" + "\n".join(result.outlines)
+    return summary
+
+
+def learning_summary(result: pytest.RunResult) -> tuple[re.Match[str], re.Match[str]]:
+    """The summary line and the graded line of a ``-v`` run, parsed."""
+    lines = [line for line in result.outlines if line.startswith("parallel_exec: ")]
+    makespan = next((m for m in map(MAKESPAN_LINE.match, lines) if m), None)
     assert makespan is not None, "no makespan line in:\n" + "\n".join(result.outlines)
-    return summary, makespan
+    return summary_line(result), makespan
 
 
 def strategy_of(result: pytest.RunResult) -> str:
-    return learning_summary(result)[0]["strategy"]
+    return summary_line(result)["strategy"]
 
 
 def header_dist(runner: PluginRunner, result: pytest.RunResult) -> str:
@@ -191,7 +199,7 @@ def test_first_run_by_load_then_by_time_with_the_learning_summary(
     assert strategy_of(first) == "load"
     assert [r["strategy"] for r in records] == ["load"]
 
-    second = runner.run("--report-outcome", "out.json", workers=2, timeout=TIMEOUT)
+    second = runner.run("-v", "--report-outcome", "out.json", workers=2, timeout=TIMEOUT)
     assert second.ret == pytest.ExitCode.TESTS_FAILED
     summary, makespan = learning_summary(second)
     assert (summary["strategy"], summary["workers"]) == ("time", "2")
@@ -205,7 +213,7 @@ def test_first_run_by_load_then_by_time_with_the_learning_summary(
     outcome = LearningOutcome.model_validate(json.loads(report.read_text(encoding="utf-8")))
     assert records[-1] == outcome.model_dump(mode="json")
     assert (outcome.strategy, outcome.workers) == ("time", 2)
-    assert outcome.reward == float(summary["reward"])
+    assert outcome.reward == float(makespan["reward"])
     assert outcome.predicted_makespan is not None
     counts = second.parseoutcomes()
     assert outcome.passed == counts["passed"] + counts["xpassed"] == 3
@@ -443,7 +451,7 @@ def test_a_straggler_does_not_hang_a_planned_run(
     assert first.ret == pytest.ExitCode.OK
 
     monkeypatch.setenv("STRAGGLE", "1")
-    second = runner.run(workers=2, timeout=TIMEOUT)
+    second = runner.run("-v", workers=2, timeout=TIMEOUT)  # -v names the stragglers
     assert second.ret == pytest.ExitCode.OK, output_of(second)
     assert second.parseoutcomes()["passed"] == 10
     assert strategy_of(second) == "time"

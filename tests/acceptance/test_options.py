@@ -26,7 +26,6 @@ def assert_usage_error_naming(runner: PluginRunner, result: pytest.RunResult, na
 @pytest.mark.parametrize(
     ("args", "option"),
     [
-        (("-n", "17"), "--numprocesses"),
         (("-n", "-1"), "--numprocesses"),
         (("-n", "abc"), "--numprocesses"),
         (("--dist", "nonsense"), "--dist"),
@@ -45,7 +44,7 @@ def test_invalid_command_line_value(
 @pytest.mark.parametrize(
     ("ini_line", "ini_name"),
     [
-        ("parallel_exec_numprocesses = 99", "parallel_exec_numprocesses"),
+        ("parallel_exec_numprocesses = many", "parallel_exec_numprocesses"),
         ("parallel_exec_dist = nonsense", "parallel_exec_dist"),
         ("parallel_exec_max_worker_restart = -1", "parallel_exec_max_worker_restart"),
         ("parallel_exec_start_method = thread", "parallel_exec_start_method"),
@@ -55,6 +54,40 @@ def test_invalid_ini_value(runner: PluginRunner, ini_line: str, ini_name: str) -
     runner.pytester.makeini(f"[pytest]\n{ini_line}\n")
     runner.pytester.makepyfile(test_trivial=TRIVIAL_SUITE)
     assert_usage_error_naming(runner, runner.run(), ini_name)
+
+
+def test_more_workers_than_the_pool_holds_run_sixteen(runner: PluginRunner) -> None:
+    """``-n 32`` from an xdist configuration: 16 workers, said once in the header."""
+    runner.pytester.makepyfile(test_trivial=TRIVIAL_SUITE)
+    result = runner.run(workers=32)
+    assert result.ret == 0, runner.output(result)
+    headers = [line for line in runner.header_lines(result) if "32 asked for" in line]
+    assert len(headers) == 1, runner.header_lines(result)
+    assert headers[0].startswith("parallel_exec: 16 workers (32 asked for; at most 16")
+
+
+def test_workers_from_the_environment(
+    runner: PluginRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PARALLEL_EXEC_WORKERS``: below the command line, above ini; an invalid value is
+    a usage error naming the variable."""
+    runner.pytester.makeini("[pytest]\nparallel_exec_numprocesses = 3\n")
+    runner.pytester.makepyfile(test_trivial=TRIVIAL_SUITE)
+    monkeypatch.setenv("PARALLEL_EXEC_WORKERS", "2")
+    result = runner.run()
+    assert any(h.startswith("parallel_exec: 2 workers") for h in runner.header_lines(result))
+    result = runner.run(workers=1)
+    assert any(h.startswith("parallel_exec: 1 worker,") for h in runner.header_lines(result))
+    monkeypatch.setenv("PARALLEL_EXEC_WORKERS", "lots")
+    assert_usage_error_naming(runner, runner.run(), "PARALLEL_EXEC_WORKERS")
+
+
+def test_misspelt_ini_key_names_the_closest(runner: PluginRunner) -> None:
+    runner.pytester.makeini("[pytest]\nparallel_exec_numprocess = 2\n")
+    runner.pytester.makepyfile(test_trivial=TRIVIAL_SUITE)
+    result = runner.run()
+    assert_usage_error_naming(runner, result, "parallel_exec_numprocess")
+    assert "did you mean 'parallel_exec_numprocesses'?" in runner.output(result)
 
 
 #: Leaves a file behind when its test runs: a usage error must stop the run before that.

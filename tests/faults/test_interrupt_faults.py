@@ -39,7 +39,7 @@ def test_ctrl_c_names_the_running_tests(
     run = start_run(runner, monkeypatch, "-v")
     try:
         for n in range(4):
-            run.wait_for(f"test_quick[{n}] PASSED")
+            run.wait_for(f"PASSED test_hung.py::test_quick[{n}]")  # -v: "[gw0] [..] PASSED ..."
         hanging = runner.pytester.path / "hanging"
         deadline = time.monotonic() + 60
         while not hanging.exists():  # the worker noted the test's start before it ran it

@@ -46,9 +46,10 @@ def test_a_failure_is_shown_while_the_next_test_runs(
     run = start_run(runner, monkeypatch, "-v", "-p", "no:randomly", workers=1)
     try:
         # Fails if the run ends (or a minute passes) before the failure is shown.
-        run.wait_for("test_prompt.py::test_fails FAILED", timeout=90)
+        # -v names the worker first, as under xdist: "[gw0] [ 92%] FAILED test_prompt.py::..."
+        run.wait_for("FAILED test_prompt.py::test_fails", timeout=90)
         (runner.pytester.path / "failure-seen").touch()
     finally:
         exit_code = run.finish()
     assert exit_code == 1, run.text
-    assert "test_prompt.py::test_long PASSED" in run.text, run.text
+    assert "PASSED test_prompt.py::test_long" in run.text, run.text

@@ -236,7 +236,7 @@ def test_a_worker_of_another_version_is_refused_naming_both_sides(
     assert sim.pool.killed == ["gw0"]
     fatal = sim.dispatcher.status.fatal
     assert isinstance(fatal, VersionMismatchError)
-    assert "protocol version: controller 1, worker 99" in str(fatal)
+    assert f"protocol version: controller {protocol.PROTOCOL_VERSION}, worker 99" in str(fatal)
     assert "parallel_exec version: controller " in str(fatal)
     assert "worker 0.0.1" in str(fatal)
     assert sim.recorder.of(events.WorkerStarted) == []

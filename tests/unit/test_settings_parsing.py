@@ -54,13 +54,25 @@ def test_numprocesses_number_with_space() -> None:
     assert parse_numprocesses(" 4 ").fixed == 4
 
 
-@pytest.mark.parametrize("text", ["17", "100", "-1"])
-def test_numprocesses_out_of_range_names_the_range(text: str) -> None:
+@pytest.mark.parametrize("text", ["17", "32", "100"])
+def test_numprocesses_above_the_maximum_is_capped_and_remembered(text: str) -> None:
+    """An xdist configuration's ``-n 32`` runs the pool's maximum, and says so."""
+    parsed = parse_numprocesses(text)
+    assert (parsed.fixed, parsed.asked, parsed.resolve()) == (MAX_WORKERS, int(text), MAX_WORKERS)
+
+
+def test_numprocesses_negative_names_the_range() -> None:
     with pytest.raises(OptionError) as excinfo:
-        parse_numprocesses(text)
-    message = str(excinfo.value)
-    assert f"0-{MAX_WORKERS}" in message
-    assert str(int(text)) in message
+        parse_numprocesses("-1")
+    assert f"0-{MAX_WORKERS}" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("count", [0, 3, 16, 17, 40])
+def test_auto_resolved_to_a_count_is_capped(count: int) -> None:
+    resolved = WorkerCount("auto").resolved_to(count)
+    assert resolved.is_auto
+    assert resolved.resolve() == min(count, MAX_WORKERS)
+    assert resolved.asked == (count if count > MAX_WORKERS else None)
 
 
 @pytest.mark.parametrize("text", ["", "many", "2.5", "four", "auto2", "0x4"])
@@ -81,12 +93,12 @@ def test_option_error_is_a_parallel_exec_error() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers())
-def test_numprocesses_accepts_exactly_the_range(count: int) -> None:
-    if 0 <= count <= MAX_WORKERS:
-        assert parse_numprocesses(str(count)).fixed == count
-    else:
+def test_numprocesses_accepts_every_whole_number(count: int) -> None:
+    if count < 0:
         with pytest.raises(OptionError):
             parse_numprocesses(str(count))
+    else:
+        assert parse_numprocesses(str(count)).resolve() == min(count, MAX_WORKERS)
 
 
 @pytest.mark.parametrize("spec", ["auto", "logical"])

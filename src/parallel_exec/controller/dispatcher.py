@@ -33,7 +33,7 @@ from ..reporting import events
 from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
 from ..scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
-from ..wire import protocol
+from ..wire import environment, protocol
 from ..wire.reports import deserialize
 from .crashes import (
     CrashAttribution,
@@ -45,6 +45,7 @@ from .crashes import (
 )
 from .gate import Adopted, Agreed, CollectionGate
 from .launcher import Launcher, RestartBudget
+from .nodes import XdistNodes
 from .phase import Phase, RunStatus
 from .planning import plan_input
 from .pool import (
@@ -82,6 +83,8 @@ class RunConfig:
     forked: bool
     #: ``-s``: workers' standard output is streamed too.
     capture_off: bool
+    #: The environment workers start from (None: the controller's as it is then).
+    environment: Mapping[str, str] | None = None
 
 
 class Dispatcher:
@@ -94,12 +97,15 @@ class Dispatcher:
         timings: Mapping[str, TestTiming],
         make_pool: Callable[[Callable[[str, str], protocol.WorkerSetup]], Pool],
         cpus: int | None = None,
+        nodes: XdistNodes | None = None,
     ) -> None:
         self.config = config
         self.session = session
         self.run = run
         self.stream = stream
         self.timings = timings
+        #: pytest-xdist's plugin contract (None: no plugin hooks called).
+        self.nodes = nodes
         self.pool = make_pool(self._make_setup)
         self.status = RunStatus()
         split = run.collection != "full"
@@ -139,6 +145,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ set-up
 
     def _make_setup(self, worker_id: str, progress_path: str) -> protocol.WorkerSetup:
+        start = self.run.environment
         return protocol.WorkerSetup(
             worker_id=worker_id,
             worker_count=self.run.workers,
@@ -156,6 +163,9 @@ class Dispatcher:
             import_all=self.import_all,
             stop_on_failure=self.run.retries == 0,
             controller_pid=os.getpid(),
+            workerinput=self.nodes.configure(worker_id) if self.nodes is not None else {},
+            environment=dict(start) if start is not None else None,
+            environment_changes=environment.changes(start, os.environ) if start is not None else {},
         )
 
     def _work_left(self) -> bool:
@@ -320,7 +330,15 @@ class Dispatcher:
             handle.state = WorkerState.COLLECTING
         handle.pid = message.pid
         self.stream.publish(
-            events.WorkerStarted(worker_id, message.pid, self.launcher.replaces.get(worker_id))
+            events.WorkerStarted(
+                worker_id,
+                message.pid,
+                self.launcher.replaces.get(worker_id),
+                platform=message.platform,
+                version_info=message.version_info,
+                executable=message.executable,
+                cwd=message.cwd,
+            )
         )
 
     def _on_session_finished(self, worker_id: str, message: protocol.SessionFinished) -> None:
@@ -605,7 +623,7 @@ class Dispatcher:
                 worker_id=worker_id,
                 nodeid=nodeid,
                 location=location or location_of(nodeid),
-                reports=reports,
+                reports=self.retries.carried(index) + tuple(reports),
                 warnings=warnings,
                 origin=origin,
                 attempts=self.retries.earlier(index),
@@ -634,7 +652,7 @@ class Dispatcher:
         evidence = self.pool.crash_evidence(worker_id)
         detail = self.crashes.detail(worker_id, evidence, self.errors.get(worker_id, ""))
         crashed: int | None = None
-        in_teardown = False
+        in_teardown = rerun = False
         if self.scheduler is not None:
             running = evidence.running
             if running in self.scheduler.pending(worker_id):
@@ -649,10 +667,17 @@ class Dispatcher:
                         detail,
                         lambda data: deserialize(self.config, data),
                     )
-                    self._publish_test(
-                        worker_id, running, result.reports, location=result.location, origin="crash"
-                    )
-            self.scheduler.worker_lost(worker_id, crashed)
+                    if self._rerun_after_crash(running, result.reports, in_teardown):
+                        rerun = True  # back among the tests to run
+                    else:
+                        self._publish_test(
+                            worker_id,
+                            running,
+                            result.reports,
+                            location=result.location,
+                            origin="crash",
+                        )
+            self.scheduler.worker_lost(worker_id, None if rerun else crashed)
         self.stream.publish(
             events.WorkerCrashed(
                 worker_id=worker_id,
@@ -682,6 +707,18 @@ class Dispatcher:
                 )
             return
         self._ensure_capacity(lost=worker_id)
+
+    def _rerun_after_crash(self, index: int, reports: tuple[Any, ...], in_teardown: bool) -> bool:
+        """``pytest_handlecrashitem``: a plugin (pytest-rerunfailures) may run the test
+        again; its crash report, as the plugin left it, is published before the next
+        attempt's.  Not for an end in the session teardown: the test had finished."""
+        if self.nodes is None or in_teardown or not self.status.takes_work:
+            return False
+        if not self.nodes.crashed_in(self.nodeids[index], reports[0]):
+            return False
+        self.retries.carry(index, reports[:1])
+        self.started.discard(index)  # the next attempt starts anew
+        return True
 
     def _ensure_capacity(self, lost: str | None = None) -> None:
         """Work is waiting and no live worker takes work: start one, or report what can no

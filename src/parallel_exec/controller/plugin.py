@@ -8,6 +8,7 @@ the exit code and writes the summary lines.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from .. import _pytest_compat
 from ..errors import HistoryError, ParallelExecWarning
 from ..history.recording import OutcomeRecorder, open_history, warn_consumer_failure
 from ..history.store import HistoryStore, TestTiming
+from ..plugin import rerunfailures_active
 from ..reporting import events
 from ..reporting.junit_order import JunitOrder
 from ..reporting.replay import HookReplay
@@ -24,7 +26,11 @@ from ..settings import Settings
 from .collection_mode import collection_mode
 from .dispatcher import Dispatcher, RunConfig
 from .forkserver import ForkServer
+from .nodes import XdistNodes
 from .pool import WorkerPool
+
+#: pytest-rerunfailures' exit code for ``--fail-on-flaky`` when a test passed on a re-run.
+RERUNFAILURES_FLAKY_EXIT = 7
 
 
 def order_terminal_stats(config: pytest.Config, nodeids: tuple[str, ...]) -> None:
@@ -47,10 +53,15 @@ class RunOutcome:
     def __init__(self) -> None:
         self.nodeids: tuple[str, ...] = ()
         self.finished: events.RunFinished | None = None
+        #: A test was re-run by pytest-rerunfailures (a report with outcome ``rerun``).
+        self.rerun = False
 
     def __call__(self, event: events.RunEvent) -> None:
         if isinstance(event, events.CollectionFinished):
             self.nodeids = event.nodeids
+        elif isinstance(event, events.TestFinished):
+            if not self.rerun:
+                self.rerun = any(r.outcome == "rerun" for r in event.reports)
         elif isinstance(event, events.RunFinished):
             self.finished = event
 
@@ -59,10 +70,16 @@ class ControllerPlugin:
     """Registered in the main process when a run is parallel."""
 
     def __init__(
-        self, config: pytest.Config, settings: Settings, fork_server: ForkServer | None = None
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        fork_server: ForkServer | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
+        #: The environment workers start from: pytest's before plugins changed it.
+        self.environment = environment
         #: Handed to the run's pool, which then owns it; shut down here if no run took it.
         self.fork_server = fork_server
         self.run_id = uuid.uuid4().hex
@@ -86,9 +103,12 @@ class ControllerPlugin:
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
         self.outcome = RunOutcome()
+        assert settings.workers is not None
+        self.nodes = XdistNodes(config, self.run_id, settings.workers.resolve())
         self.stream = events.EventStream(
             [
-                HookReplay(config),
+                self.nodes,
+                HookReplay(config, self.nodes.node),
                 self.junit_order,
                 self.recorder,
                 self.outcome,
@@ -118,12 +138,21 @@ class ControllerPlugin:
                 max_worker_restart=settings.max_worker_restart,
                 forked=fork_server is not None,
                 capture_off=self.config.getoption("capture", None) == "no",
+                environment=self.environment,
             ),
             self.stream,
             self.timings,
             lambda make_setup: WorkerPool(make_setup, fork_server),
+            nodes=self.nodes,
         )
-        run.execute()
+        try:
+            run.execute()
+        finally:
+            if self.nodes.started():
+                # xdist's count of the workers whose ``workeroutput`` the controller
+                # waits for (syrupy compares it with the reports it got): every worker
+                # started, a replacement for a crashed one too.
+                self.config.option.numprocesses = self.nodes.started()
         return True
 
     @pytest.hookimpl(tryfirst=True)
@@ -134,6 +163,14 @@ class ControllerPlugin:
         finished = self.outcome.finished
         if self.recorder.flaky and self.settings.fail_on_flaky and exitstatus == 0:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
+        if (
+            exitstatus == 0
+            and self.outcome.rerun
+            and self.settings.fail_on_flaky
+            and rerunfailures_active(self.config.pluginmanager)
+        ):
+            # pytest-rerunfailures' own rule (it looks at items this process never has).
+            session.exitstatus = exitstatus = RERUNFAILURES_FLAKY_EXIT
         if finished is not None and finished.internal_error:
             session.exitstatus = exitstatus = pytest.ExitCode.INTERNAL_ERROR
         not_run = finished.tests_not_run if finished is not None else 0
@@ -144,34 +181,41 @@ class ControllerPlugin:
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The run's own lines, in a section of their own (not under ``-rA``'s PASSES)."""
+        lines: list[tuple[str, dict[str, bool]]] = []
         finished = self.outcome.finished
         if finished is not None and finished.tests_not_run and finished.stop_reason is not None:
             count = finished.tests_not_run
-            terminalreporter.write_line(
-                f"parallel_exec: {count} test{'s' if count != 1 else ''} "
-                f"not run ({finished.stop_reason})"
+            lines.append(
+                (
+                    f"parallel_exec: {count} test{'s' if count != 1 else ''} "
+                    f"not run ({finished.stop_reason})",
+                    {},
+                )
             )
         if finished is not None and finished.running_at_interrupt:
-            terminalreporter.write_line(
-                "parallel_exec: interrupted while these tests were running:", yellow=True
-            )
+            yellow = {"yellow": True}
+            lines.append(("parallel_exec: interrupted while these tests were running:", yellow))
             for worker_id, nodeid, seconds in finished.running_at_interrupt:
-                terminalreporter.write_line(
-                    f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s",
-                    yellow=True,
-                )
-        for line in self.recorder.summary_lines():
-            terminalreporter.write_line(line)
+                text = f"parallel_exec:   {nodeid} on {worker_id}, running for {seconds:.1f}s"
+                lines.append((text, yellow))
+        verbose = self.config.get_verbosity() > 0
+        lines.extend((line, {}) for line in self.recorder.summary_lines(verbose))
         flaky = self.recorder.flaky
         if flaky:
             failing = " (--fail-on-flaky: the run fails)" if self.settings.fail_on_flaky else ""
-            terminalreporter.write_line(
-                f"parallel_exec: {len(flaky)} flaky test{'s' if len(flaky) != 1 else ''}"
-                f" (failed, then passed on a retry){failing}:",
-                yellow=True,
+            lines.append(
+                (
+                    f"parallel_exec: {len(flaky)} flaky test{'s' if len(flaky) != 1 else ''}"
+                    f" (failed, then passed on a retry){failing}:",
+                    {"yellow": True},
+                )
             )
-            for nodeid in flaky:
-                terminalreporter.write_line(f"parallel_exec:   flaky {nodeid}", yellow=True)
+            lines.extend((f"parallel_exec:   flaky {nodeid}", {"yellow": True}) for nodeid in flaky)
+        if lines:
+            terminalreporter.write_sep("=", "parallel_exec")
+            for text, markup in lines:
+                terminalreporter.write_line(text, **markup)
 
     @pytest.hookimpl
     def pytest_unconfigure(self, config: pytest.Config) -> None:

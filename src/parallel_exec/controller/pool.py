@@ -197,11 +197,13 @@ class WorkerPool:
         for worker_id in worker_ids:
             handle = WorkerHandle(worker_id, os.path.join(self.run_dir, worker_id))
             self.workers[worker_id] = handle
-            self._executor.submit(self._start_one, handle, nice)
-
-    def _start_one(self, handle: WorkerHandle, nice: int = 0) -> None:
-        try:
+            # Made here, on the caller's thread: it calls plugins' hooks
+            # (``pytest_configure_node``), which expect pytest's main thread.
             setup = self._make_setup(handle.worker_id, handle.progress_path)
+            self._executor.submit(self._start_one, handle, setup, nice)
+
+    def _start_one(self, handle: WorkerHandle, setup: protocol.WorkerSetup, nice: int = 0) -> None:
+        try:
             gateway, source = self._open(handle, nice)
             channel = gateway.remote_exec(source)
             handle.gateway, handle.channel = gateway, channel

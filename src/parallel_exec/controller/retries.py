@@ -19,6 +19,10 @@ class RetryBook:
         self.retries = retries
         #: Earlier failed attempts of tests being retried, by canonical index.
         self._attempts: dict[int, list[events.Attempt]] = {}
+        #: Reports published before the next attempt's own: a crash a plugin turned
+        #: into a ``rerun`` (``pytest_handlecrashitem``), as a worker's own re-run
+        #: (pytest-rerunfailures) reports it.
+        self._carried: dict[int, list[Any]] = {}
 
     def retry(self, index: int, worker_id: str, reports: Sequence[Any]) -> bool:
         """Whether this attempt runs again instead of being published; if so it is
@@ -33,3 +37,10 @@ class RetryBook:
     def earlier(self, index: int) -> tuple[events.Attempt, ...]:
         """The earlier attempts of a test whose final attempt is being published."""
         return tuple(self._attempts.pop(index, ()))
+
+    def carry(self, index: int, reports: Sequence[Any]) -> None:
+        """Publish ``reports`` before those of the test's next attempt."""
+        self._carried.setdefault(index, []).extend(reports)
+
+    def carried(self, index: int) -> tuple[Any, ...]:
+        return tuple(self._carried.pop(index, ()))

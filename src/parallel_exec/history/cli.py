@@ -43,22 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     history = commands.add_parser("history", help="inspect, export, import or merge history")
-    history.add_argument(
-        "--path",
-        type=Path,
-        default=DEFAULT_HISTORY,
-        help=f"the history store (default: {DEFAULT_HISTORY}, the default of a run "
-        "started in this directory)",
+    path_help = (
+        f"the history store (default: {DEFAULT_HISTORY}, the default of a run started in "
+        "this directory); before or after the action"
     )
+    history.add_argument("--path", type=Path, default=DEFAULT_HISTORY, help=path_help)
+    # ``history show --path X`` as well as ``history --path X show``: the action's own
+    # --path leaves the namespace alone when absent (SUPPRESS).
+    path_after = argparse.ArgumentParser(add_help=False)
+    path_after.add_argument("--path", type=Path, default=argparse.SUPPRESS, help=path_help)
     actions = history.add_subparsers(dest="action", required=True)
-    show = actions.add_parser("show", help="the slowest tests and the recent runs")
+    show = actions.add_parser(
+        "show", help="the slowest tests and the recent runs", parents=[path_after]
+    )
     show.add_argument("--limit", type=int, default=15)
-    export = actions.add_parser("export", help="write the history as JSON")
+    export = actions.add_parser("export", help="write the history as JSON", parents=[path_after])
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
-    imp = actions.add_parser("import", help="read an export or pytest-split durations")
+    imp = actions.add_parser(
+        "import", help="read an export or pytest-split durations", parents=[path_after]
+    )
     imp.add_argument("source", type=Path)
     imp.add_argument("--format", choices=("auto", "json", "pytest-split"), default="auto")
-    merge = actions.add_parser("merge", help="merge stores or exports into --path")
+    merge = actions.add_parser(
+        "merge", help="merge stores or exports into --path", parents=[path_after]
+    )
     merge.add_argument("sources", type=Path, nargs="+")
 
     schema = commands.add_parser("schema", help="print a JSON schema")

@@ -202,23 +202,61 @@ class OutcomeRecorder:
                 path = self.config.invocation_params.dir / path
             write_atomically(path, self.outcome.model_dump_json(indent=2) + "\n")
 
-    def summary_lines(self) -> list[str]:
+    def summary_lines(self, verbose: bool = False) -> list[str]:
+        """The end-of-run figures in words a user can act on; ``verbose`` (``-v``) adds
+        the graded record (makespan against its lower bound, stragglers, reward), which
+        ``--report-outcome`` writes in full."""
         o = self.outcome
         if o is None or not o.tests_executed:
             return []
         lines = [
-            f"parallel_exec: {o.strategy} on {o.workers} workers: wall {o.wall_time:.2f}s, "
-            f"work {o.sequential_estimate:.2f}s, speedup {o.speedup:.2f}x, "
-            f"efficiency {o.efficiency:.0%}, balance {o.balance:.0%}, reward {o.reward}",
-            f"parallel_exec: makespan {o.actual_makespan:.2f}s"
-            + (f" (predicted {o.predicted_makespan:.2f}s)" if o.predicted_makespan else "")
-            + f", lower bound {o.lower_bound:.2f}s"
-            + (f", actual/LB {o.actual_over_lower_bound:.2f}" if o.actual_over_lower_bound else "")
-            + f", stragglers {o.stragglers}",
+            f"parallel_exec: {o.workers} worker{'s' if o.workers != 1 else ''} "
+            f"({o.strategy}), wall {o.wall_time:.2f}s for {o.sequential_estimate:.2f}s of tests: "
+            f"speedup {o.speedup:.2f}x, efficiency {o.efficiency:.0%}"
         ]
-        for straggler in o.straggler_tests[:5]:
+        hint = self._hint()
+        if hint:
+            lines.append(f"parallel_exec: {hint}")
+        if verbose:
             lines.append(
-                f"parallel_exec:   straggler {straggler.nodeid} on {straggler.worker}: "
-                f"{straggler.actual:.2f}s (predicted {straggler.predicted:.2f}s)"
+                f"parallel_exec: makespan {o.actual_makespan:.2f}s"
+                + (f" (predicted {o.predicted_makespan:.2f}s)" if o.predicted_makespan else "")
+                + f", lower bound {o.lower_bound:.2f}s"
+                + (
+                    f", actual/LB {o.actual_over_lower_bound:.2f}"
+                    if o.actual_over_lower_bound
+                    else ""
+                )
+                + f", balance {o.balance:.0%}, stragglers {o.stragglers}, reward {o.reward}"
             )
+            for straggler in o.straggler_tests[:5]:
+                lines.append(
+                    f"parallel_exec:   straggler {straggler.nodeid} on {straggler.worker}: "
+                    f"{straggler.actual:.2f}s (predicted {straggler.predicted:.2f}s)"
+                )
         return lines
+
+    def _hint(self) -> str | None:
+        """What would make this run faster, when something clearly would."""
+        o = self.outcome
+        if o is None or not self.tests:
+            return None
+        longest = max(self.tests, key=lambda t: t.duration)
+        share = o.sequential_estimate / max(1, o.workers)
+        if longest.duration >= 1.0 and longest.duration >= share and o.efficiency < 0.9:
+            return (
+                f"1 test of {longest.duration:.1f}s bounds this run ({longest.nodeid}); "
+                "split it to go faster"
+            )
+        if o.stragglers:
+            count = o.stragglers
+            return (
+                f"{count} test{'s' if count != 1 else ''} ran much longer than the history "
+                "predicted (-v names them)"
+            )
+        if o.efficiency < 0.5 and share < 1.0:
+            return (
+                "the tests are short: starting and collecting on each worker costs more "
+                "than it saves; fewer workers (-n) may be as fast"
+            )
+        return None

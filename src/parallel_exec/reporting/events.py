@@ -35,6 +35,12 @@ class WorkerStarted:
     pid: int
     #: The crashed worker this one replaces (None: started for the run's own needs).
     replaces: str | None = None
+    #: What the worker said of itself in the handshake (pytest-xdist's ``_rinfo()``):
+    #: ``sys.platform``, ``sys.version_info[:5]``, ``sys.executable``, its directory.
+    platform: str = ""
+    version_info: tuple[Any, ...] = ()
+    executable: str = ""
+    cwd: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -58,10 +59,13 @@ class HookReplay:
     #: A plugin raising in a replayed hook is an error of the run, as it is serially.
     isolated = False
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, node_of: Callable[[str], Any] | None = None) -> None:
         self.config = config
         self.hook = config.hook
         self._stream_output = config.getoption("capture", None) == "no"
+        #: The worker's pytest-xdist node, set on its reports as ``report.node`` (as
+        #: xdist does: pytest's terminal and plugins read it).
+        self._node_of = node_of or (lambda worker_id: None)
 
     def __call__(self, event: events.RunEvent) -> None:
         if isinstance(event, events.TestFinished):
@@ -69,7 +73,10 @@ class HookReplay:
         elif isinstance(event, events.WarningRecorded):
             self._warning(event)
         elif isinstance(event, events.CollectionFinished):
+            node = self._node_of(event.worker_id)
             for report in event.collect_reports:
+                if node is not None:
+                    report.node = node
                 self.hook.pytest_collectreport(report=report)
             if event.deselected:
                 self.hook.pytest_deselected(items=[DeselectedItem(n) for n in event.deselected])
@@ -96,7 +103,10 @@ class HookReplay:
     def _test(self, event: events.TestFinished) -> None:
         location: Any = event.location
         self.hook.pytest_runtest_logstart(nodeid=event.nodeid, location=location)
+        node = self._node_of(event.worker_id)
         for report in event.reports:
+            if node is not None:
+                report.node = node
             self.hook.pytest_runtest_logreport(report=report)
         self.hook.pytest_runtest_logfinish(nodeid=event.nodeid, location=location)
         for warning in event.warnings:

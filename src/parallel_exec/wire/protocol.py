@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # ---------------------------------------------------------------- controller -> worker
 
@@ -54,6 +54,15 @@ class WorkerSetup:
     #: Import every test module in walk order, those outside the share too, without
     #: building their tests (the ``imports`` collection mode; see ``collection.py``).
     import_all: bool = False
+    #: The worker's ``config.workerinput``: pytest-xdist's keys and what plugins added in
+    #: ``pytest_configure_node``.
+    workerinput: dict[str, Any] = field(default_factory=dict)
+    #: The environment pytest was started with, before plugins changed it (pytest-env):
+    #: the worker starts from it and its own plugins change it once.  None: keep it.
+    environment: dict[str, str] | None = None
+    #: What the controller changed in it since (None: removed); the worker takes the
+    #: changes its own set-up did not make (see ``wire/environment.py``).
+    environment_changes: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,11 @@ class Hello:
     python: str
     package_version: str
     protocol_version: int = PROTOCOL_VERSION
+    #: What pytest-xdist's ``gateway._rinfo()`` tells plugins about the worker.
+    platform: str = ""
+    version_info: tuple[Any, ...] = ()
+    executable: str = ""
+    cwd: str = ""
 
 
 @dataclass(frozen=True)

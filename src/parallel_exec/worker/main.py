@@ -81,6 +81,11 @@ def _watch_parent(controller_pid: int) -> None:
 
 
 def _set_environment(setup: protocol.WorkerSetup) -> None:
+    """The environment pytest started with in the controller (so a plugin that edits it
+    while configuring, pytest-env, edits it once here too), and xdist's variables."""
+    if setup.environment is not None:
+        os.environ.clear()
+        os.environ.update(setup.environment)
     count = str(setup.worker_count)
     os.environ.update(
         {
@@ -113,6 +118,9 @@ def _interrupt_ignored(signum: int, frame: Any) -> None:
 def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
     config = prepare_config(list(setup.args), plugins=["parallel_exec"])
     config.option.basetemp = setup.basetemp
+    # What pytest-xdist's workers hold: plugins asking whether to distribute see "no".
+    config.option.numprocesses = None
+    config.option.dist = "no"
     return config
 
 
@@ -127,6 +135,10 @@ def main(channel: Any) -> None:
                 pid=os.getpid(),
                 python=sys.version.split()[0],
                 package_version=__version__,
+                platform=sys.platform,
+                version_info=tuple(sys.version_info[:5]),
+                executable=sys.executable,
+                cwd=setup.invocation_dir,
             )
         )
     )
@@ -146,6 +158,7 @@ def main(channel: Any) -> None:
             "workercount": setup.worker_count,
             "testrunuid": setup.run_id,
             "mainargv": list(setup.args),
+            **setup.workerinput,
         }
         config.workeroutput = {}  # type: ignore[attr-defined]
         session = WorkerSession(config, channel, setup, _stderr_file_fd)

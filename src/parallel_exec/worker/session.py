@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
 from collections import deque
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from .._pytest_compat import install_worker_logxml, take_worker_logxml, terminal_to
-from ..wire import protocol
+from ..wire import environment, protocol
 from ..wire.progress import IDLE, ProgressFile
 from ..wire.reports import serialize
 from .collection import SplitCollection
@@ -127,6 +130,7 @@ class WorkerSession:
         self._deselected: list[str] = []
         self._collected_sent = False
         self.junit_properties: list[tuple[str, str]] = []
+        self.phase_output = PhaseOutput()
         #: The controller's number for each assigned test, written to the progress file.
         self._index_of: dict[str, int] = {}
         channel.setcallback(self._on_message, endmarker=None)
@@ -262,10 +266,38 @@ class WorkerSession:
         """Silence this worker's terminal reporter: the controller reports everything.
 
         A worker's stdout is the channel for output that escapes capture (streamed with
-        ``-s``), so the worker's own progress lines must not land there.
+        ``-s``), so the worker's own progress lines must not land there.  What a plugin
+        writes to the terminal while a test runs (pytest-timeout's ``+++ Timeout +++``
+        banner and thread stacks) still goes where it goes in a serial run: see
+        ``PhaseOutput``.
         """
-        terminal_to(self.config, None)
+        terminal_to(self.config, self.phase_output)
         keep_output_on_exit(self.config, self.stderr_fd)
+        if self.setup.environment is not None:
+            # This process's configuration and session start are done: what the
+            # controller changed and nothing here changed again is inherited.
+            environment.inherit(self.setup.environment, self.setup.environment_changes)
+
+    def _phase(self) -> Generator[None, Any, Any]:
+        """Around a test's setup, call and teardown: its terminal output is kept.  Hidden
+        from tracebacks (``__tracebackhide__``), as pytest's own frames are: a failing
+        fixture's error must read as it does serially."""
+        __tracebackhide__ = True
+        self.phase_output.depth += 1
+        try:
+            return (yield)
+        finally:
+            self.phase_output.depth -= 1
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
+        return (yield from self._phase())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        __tracebackhide__ = True
+        return (yield from self._phase())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -416,11 +448,18 @@ class WorkerSession:
             with self._lock:
                 self._batch_warnings.append(serialized)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, Any, Any]:
         """Before the last test's teardown (which ends the session's fixtures, and may end
         the process with them), send what is known of the test: the controller can then
         attach an end of the process there to the teardown, as pytest would an error."""
+        __tracebackhide__ = True
+        self._send_partial(item, nextitem)
+        return (yield from self._phase())
+
+    def _send_partial(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         if nextitem is None and self._current_reports is not None:
             partial = protocol.TestRecord(
                 nodeid=item.nodeid,
@@ -459,6 +498,38 @@ class WorkerSession:
         with contextlib.suppress(Exception):
             self.send(protocol.WorkerError(self.worker_id, str(excrepr), "internal"))
         return True
+
+
+class PhaseOutput(io.TextIOBase):
+    """The stream under a worker's terminal writer.
+
+    While a test's setup, call or teardown runs it writes to ``sys.stdout`` as the
+    terminal does in a serial run, so what a plugin writes there lands where it lands
+    serially: in the test's captured output, or with ``-s`` on the worker's stdout,
+    which the controller shows tagged with the worker.  Between phases only the
+    terminal reporter's own lines are written (progress, headers, summaries): those go
+    nowhere, the controller reports.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: How many phases are running (open while above 0).
+        self.depth = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if self.depth:
+            sys.stdout.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.depth:
+            sys.stdout.flush()
 
 
 def keep_output_on_exit(config: pytest.Config, stderr_fd: int) -> None:

@@ -14,6 +14,7 @@ and the text, location and captured output of a finished test.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from ..._pytest_compat import TerminalWriter
 from .. import events
 
 #: Outcomes a writer can see, in the order summaries list them.
@@ -171,7 +173,16 @@ def longrepr_text(report: Report | None) -> str:
         return ""
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2])
-    return str(report.longreprtext)
+    # ``report.longreprtext`` without the ``[gw0] linux -- Python ...`` line pytest adds
+    # to a report that carries its worker's node.
+    longrepr = report.longrepr
+    if hasattr(longrepr, "toterminal"):
+        text = io.StringIO()
+        writer = TerminalWriter(text)
+        writer.hasmarkup = False
+        longrepr.toterminal(writer)
+        return text.getvalue().strip()
+    return str(longrepr).strip()
 
 
 def crash_message(report: Report | None) -> str | None:
