@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-def prepare_config(args: list[str], plugins: list[str]) -> pytest.Config:
+def prepare_config(args: list[str], plugins: list[str | object]) -> pytest.Config:
     """A config from a command line, exactly as ``pytest.main`` builds one (ini files,
     ``addopts``, ``PYTEST_ADDOPTS``, ``-p``), without running a session: a worker runs
     its own session loop.  ``_prepareconfig`` (same signature 8.0 -> 9.2)."""

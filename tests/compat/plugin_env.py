@@ -135,8 +135,8 @@ class Runner:
         env = {k: v for k, v in os.environ.items() if k not in INHERITED}
         env.update(self.env)
         if self.hide_xdist:
-            # As if pytest-xdist were not installed: ``import xdist`` fails.  Its entry
-            # points stay listed, as a half-removed installation's would.
+            # As if pytest-xdist were not installed: ``import xdist`` fails (and serial
+            # runs do not load its entry points, see ``without_xdist``).
             shadow = self.path.parent / f"{self.path.name}-no-xdist"
             (shadow / "xdist").mkdir(parents=True, exist_ok=True)
             (shadow / "xdist" / "__init__.py").write_text(
@@ -160,7 +160,12 @@ class Runner:
         return Result(tuple(args), done.returncode, done.stdout, done.stderr)
 
     def serial(self, *args: str) -> Result:
-        return self.run(*args)
+        return self.run(*self.without_xdist(), *args)
+
+    def without_xdist(self) -> tuple[str, ...]:
+        """With pytest-xdist hidden, its entry points must not load either (as if it
+        were not installed); a parallel_exec run keeps them out by itself."""
+        return ("-p", "no:xdist", "-p", "no:xdist.looponfail") if self.hide_xdist else ()
 
     def parallel(self, workers: int, *args: str) -> Result:
         return self.run("-p", "parallel_exec", "-n", str(workers), *args)

@@ -295,7 +295,7 @@ def test_pytest_benchmark_disabled_with_its_warning(runner: Runner, workers: int
     parallel = runner.parallel(workers)
     for result in (xdist, parallel):
         assert result.returncode == 0, str(result)
-        assert DISABLED in result.stdout, str(result)
+        assert DISABLED in result.stdout + result.stderr, str(result)
         assert "benchmark: 1 tests" not in result.stdout
 
 
@@ -334,8 +334,9 @@ SUGAR_SUITE = {f"test_s{i}.py": f"def test_{i}():\n    assert True\n" for i in r
 
 
 @pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_sugar_progress_reaches_100(runner: Runner, workers: int, hide_xdist: bool) -> None:
-    runner.hide_xdist = hide_xdist
+def test_pytest_sugar_progress_reaches_100(runner: Runner, workers: int) -> None:
+    """With pytest-xdist installed: pytest-sugar listens to xdist's collection hook only
+    when it can ``import xdist`` (without it, its bar stays at 0 %: docs/compatibility.md)."""
     runner.write(SUGAR_SUITE)
     serial = runner.serial("--force-sugar")
     parallel = runner.parallel(workers, "--force-sugar")
@@ -415,9 +416,12 @@ def test_rerunfailures_reruns_a_crashed_test_as_under_xdist(runner: Runner) -> N
             )
         }
     )
-    xdist = runner.xdist(2, "--reruns", "1")
+    # syrupy: a crashed worker's snapshot report is missing, which parallel_exec (not
+    # xdist) counts, so syrupy warns that its unused detection is incomplete.
+    args = ("--reruns", "1", "-p", "no:syrupy")
+    xdist = runner.xdist(2, *args)
     (runner.path / "crashed-once").unlink()
-    parallel = runner.parallel(2, "--reruns", "1")
+    parallel = runner.parallel(2, *args)
     assert (parallel.returncode, parallel.summary) == (xdist.returncode, xdist.summary), (
         f"{xdist}\n\n{parallel}"
     )

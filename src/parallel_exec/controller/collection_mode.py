@@ -37,7 +37,7 @@ def collection_mode(config: pytest.Config, settings: Settings) -> tuple[str, str
     for name in GLOBAL_COLLECTION_OPTIONS:
         if config.getoption(name, False):
             return "full", f"{GLOBAL_COLLECTION_FLAGS.get(name, name)} works on the whole test list"
-    plugin = cross_file_reordering(config)
-    if plugin is not None:
-        return "full", f"{plugin} reorders tests across files"
+    reason = cross_file_reordering(config)
+    if reason is not None:
+        return "full", reason
     return mode, None

@@ -61,7 +61,8 @@ class RunOutcome:
             self.nodeids = event.nodeids
         elif isinstance(event, events.TestFinished):
             if not self.rerun:
-                self.rerun = any(r.outcome == "rerun" for r in event.reports)
+                # pytest-rerunfailures' outcome, beyond pytest's three.
+                self.rerun = any(str(r.outcome) == "rerun" for r in event.reports)
         elif isinstance(event, events.RunFinished):
             self.finished = event
 

@@ -76,7 +76,7 @@ class HookReplay:
             node = self._node_of(event.worker_id)
             for report in event.collect_reports:
                 if node is not None:
-                    report.node = node
+                    report.node = node  # type: ignore[attr-defined]
                 self.hook.pytest_collectreport(report=report)
             if event.deselected:
                 self.hook.pytest_deselected(items=[DeselectedItem(n) for n in event.deselected])
@@ -106,7 +106,7 @@ class HookReplay:
         node = self._node_of(event.worker_id)
         for report in event.reports:
             if node is not None:
-                report.node = node
+                report.node = node  # type: ignore[attr-defined]
             self.hook.pytest_runtest_logreport(report=report)
         self.hook.pytest_runtest_logfinish(nodeid=event.nodeid, location=location)
         for warning in event.warnings:

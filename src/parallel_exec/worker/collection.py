@@ -214,12 +214,36 @@ CROSS_FILE_REORDERING: tuple[tuple[str, tuple[str, ...], str, Reorders], ...] = 
 )
 
 
+def _syrupy_checks_unused(config: pytest.Config) -> bool:
+    return not config.getoption("disable_unused_snapshots", False)
+
+
+#: Plugins that compare, in each worker, the tests it collected with the tests it ran:
+#: syrupy's unused-snapshot detection (tests built on demand for moved work would be
+#: "missing from collected items", the detection skipped and the exit code changed).
+#: Same shape as ``CROSS_FILE_REORDERING``; with one active the run collects ``full``.
+WHOLE_COLLECTION_PER_WORKER: tuple[tuple[str, tuple[str, ...], str, Reorders], ...] = (
+    (
+        "syrupy (unused-snapshot detection)",
+        ("syrupy",),
+        "disable_unused_snapshots",
+        _syrupy_checks_unused,
+    ),
+)
+
+
 def cross_file_reordering(config: pytest.Config) -> str | None:
-    """The name of an active plugin that reorders tests across files (None: none is)."""
-    for shown, names, option, reorders in CROSS_FILE_REORDERING:
-        loaded = hasattr(config.option, option) or any(
-            config.pluginmanager.hasplugin(name) for name in names
-        )
-        if loaded and reorders(config):
-            return shown
+    """Why an active plugin needs every worker to collect everything (None: none
+    does): it reorders tests across files, or it needs each worker to have collected
+    every test it runs."""
+    for table, why in (
+        (CROSS_FILE_REORDERING, "reorders tests across files"),
+        (WHOLE_COLLECTION_PER_WORKER, "needs every test a worker runs in its collection"),
+    ):
+        for shown, names, option, needs in table:
+            loaded = hasattr(config.option, option) or any(
+                config.pluginmanager.hasplugin(name) for name in names
+            )
+            if loaded and needs(config):
+                return f"{shown} {why}"
     return None

@@ -115,8 +115,28 @@ def _interrupt_ignored(signum: int, frame: Any) -> None:
     """SIGINT in a worker: nothing to do (see ``ignore_interrupts``)."""
 
 
+class BeforeWorkerConfig:
+    """Hooks registered only in a worker's config, from its very start.
+
+    pytest-cov starts a coverage controller in every process at
+    ``pytest_load_initial_conftests`` (replaced by its worker side at session start),
+    and that start erases every parallel data file in the directory unless
+    ``--cov-append`` is given.  Under pytest-xdist all workers start together; here a
+    worker may start after others have finished (started in turn, or replacing a
+    crashed one), and would erase their data.  In a worker it appends: its own data
+    file is new anyway, and the controller still erases when the run starts.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Any:
+        namespace = early_config.known_args_namespace
+        if getattr(namespace, "cov_source", None) and hasattr(namespace, "cov_append"):
+            namespace.cov_append = True
+        return (yield)
+
+
 def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
-    config = prepare_config(list(setup.args), plugins=["parallel_exec"])
+    config = prepare_config(list(setup.args), plugins=["parallel_exec", BeforeWorkerConfig()])
     config.option.basetemp = setup.basetemp
     # What pytest-xdist's workers hold: plugins asking whether to distribute see "no".
     config.option.numprocesses = None

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TextIO, cast
 
 import pytest
 
@@ -271,7 +271,7 @@ class WorkerSession:
         banner and thread stacks) still goes where it goes in a serial run: see
         ``PhaseOutput``.
         """
-        terminal_to(self.config, self.phase_output)
+        terminal_to(self.config, cast(TextIO, self.phase_output))
         keep_output_on_exit(self.config, self.stderr_fd)
         if self.setup.environment is not None:
             # This process's configuration and session start are done: what the

@@ -19,6 +19,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -175,7 +176,7 @@ def longrepr_text(report: Report | None) -> str:
         return str(report.longrepr[2])
     # ``report.longreprtext`` without the ``[gw0] linux -- Python ...`` line pytest adds
     # to a report that carries its worker's node.
-    longrepr = report.longrepr
+    longrepr: Any = report.longrepr
     if hasattr(longrepr, "toterminal"):
         text = io.StringIO()
         writer = TerminalWriter(text)
