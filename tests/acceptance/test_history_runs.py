@@ -456,3 +456,15 @@ def test_a_straggler_does_not_hang_a_planned_run(
     assert second.parseoutcomes()["passed"] == 10
     assert strategy_of(second) == "time"
     assert "straggler test_straggle.py::test_steady[0]" in output_of(second)
+
+
+def test_the_run_lines_have_their_own_section_under_rA(runner: PluginRunner) -> None:
+    """With ``-rA`` pytest's last section is PASSES: the run's own lines are not in it."""
+    passing_suite(runner.pytester)
+    result = runner.run("-rA", workers=2, timeout=TIMEOUT)
+    assert result.ret == 0
+    lines = result.outlines
+    section = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ parallel_exec =+", line))
+    passes = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ PASSES =+", line))
+    summary = next(i for i, line in enumerate(lines) if SUMMARY_LINE.match(line))
+    assert passes < section < summary

@@ -444,20 +444,21 @@ def json_report(runner: Runner) -> dict[str, object]:
     return {
         "summary": {k: v for k, v in data["summary"].items() if k != "duration"},
         "tests": sorted((t["nodeid"], t["outcome"]) for t in data["tests"]),
-        "build": data["environment"].get("Build"),
     }
 
 
-def html_outcomes(runner: Runner) -> list[tuple[str, str]]:
+def html_outcomes(runner: Runner) -> tuple[list[tuple[str, str]], object]:
+    """pytest-html's results, and the ``Build`` entry pytest-metadata gave it."""
     html = (runner.path / "report.html").read_text()
     blob = re.search(r'data-jsonblob="([^"]*)"', html)
     assert blob is not None
     import html as html_module
 
     data = json.loads(html_module.unescape(blob.group(1)))
-    return sorted(
+    results = sorted(
         (nodeid, entry["result"]) for nodeid, entries in data["tests"].items() for entry in entries
     )
+    return results, data.get("environment", {}).get("Build")
 
 
 @pytest.mark.parametrize("workers", WORKERS)
@@ -474,6 +475,7 @@ def test_reporters_html_json_metadata(runner: Runner, workers: int) -> None:
     )
     serial = runner.serial(*args)
     expected = (json_report(runner), html_outcomes(runner))
+    assert expected[1][1] == "42", str(serial)
     parallel = runner.parallel(workers, *args)
     same_outcome(serial, parallel)
     assert (json_report(runner), html_outcomes(runner)) == expected

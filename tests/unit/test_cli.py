@@ -150,6 +150,17 @@ def test_history_show(capsys: pytest.CaptureFixture[str], store_path: Path) -> N
     assert "reward=" in runs_section[0]
 
 
+@pytest.mark.parametrize("action", ["show", "export"])
+def test_history_path_after_the_action(
+    capsys: pytest.CaptureFixture[str], store_path: Path, action: str
+) -> None:
+    """``history show --path X`` reads X, as ``history --path X show`` does."""
+    before = run_cli(capsys, "history", "--path", str(store_path), action)
+    after = run_cli(capsys, "history", action, "--path", str(store_path))
+    assert after == before
+    assert before[0] == 0
+
+
 def test_history_show_limit(capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
     code, out, _ = run_cli(capsys, "history", "--path", str(store_path), "show", "--limit", "1")
     assert code == 0
