@@ -17,7 +17,6 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Generator
 from typing import Any, TextIO, cast
 
 import pytest
@@ -278,26 +277,22 @@ class WorkerSession:
             # controller changed and nothing here changed again is inherited.
             environment.inherit(self.setup.environment, self.setup.environment_changes)
 
-    def _phase(self) -> Generator[None, Any, Any]:
-        """Around a test's setup, call and teardown: its terminal output is kept.  Hidden
-        from tracebacks (``__tracebackhide__``), as pytest's own frames are: a failing
-        fixture's error must read as it does serially."""
-        __tracebackhide__ = True
-        self.phase_output.depth += 1
-        try:
-            return (yield)
-        finally:
-            self.phase_output.depth -= 1
+    # The terminal gate (``PhaseOutput``) opens when a phase starts and closes when its
+    # report is made, before pytest logs it.  Plain hooks, not wrappers: a wrapper's
+    # frame would be in the traceback of every failure, which plugins that format their
+    # own tracebacks (pytest-mypy-plugins) would print where a serial run does not.
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        __tracebackhide__ = True
-        return (yield from self._phase())
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.phase_output.open = True
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        __tracebackhide__ = True
-        return (yield from self._phase())
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self.phase_output.open = True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        self.phase_output.open = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -448,16 +443,13 @@ class WorkerSession:
             with self._lock:
                 self._batch_warnings.append(serialized)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, Any, Any]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         """Before the last test's teardown (which ends the session's fixtures, and may end
         the process with them), send what is known of the test: the controller can then
         attach an end of the process there to the teardown, as pytest would an error."""
-        __tracebackhide__ = True
         self._send_partial(item, nextitem)
-        return (yield from self._phase())
+        self.phase_output.open = True
 
     def _send_partial(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         if nextitem is None and self._current_reports is not None:
@@ -513,8 +505,8 @@ class PhaseOutput(io.TextIOBase):
 
     def __init__(self) -> None:
         super().__init__()
-        #: How many phases are running (open while above 0).
-        self.depth = 0
+        #: A test's phase is running.
+        self.open = False
 
     def writable(self) -> bool:
         return True
@@ -523,12 +515,12 @@ class PhaseOutput(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
-        if self.depth:
+        if self.open:
             sys.stdout.write(text)
         return len(text)
 
     def flush(self) -> None:
-        if self.depth:
+        if self.open:
             sys.stdout.flush()
 
 
