@@ -152,8 +152,8 @@ def prepare(config: pytest.Config) -> Settings:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Options are read before any ``pytest_configure`` (an invalid one is a usage
     error; plugins configuring themselves see xdist's option values)."""
-    if is_worker(config) or config.getoption("version", False):
-        return
+    if is_worker(config) or config.getoption("version", False) or config.getoption("help", False):
+        return  # --help configures (and reads the options) on its own
     prepare(config)
 
 

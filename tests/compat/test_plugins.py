@@ -20,7 +20,13 @@ from plugin_env import Result, Runner
 
 pytestmark = pytest.mark.slow
 
-WORKERS = [2, 4]
+WORKERS = (2, 4)
+
+
+def worker_counts(hide_xdist: bool = False) -> tuple[int, ...]:
+    """The counts each plugin is compared at: -n 2 and -n 4; with pytest-xdist hidden,
+    -n 2 only (what changes there is how plugins find xdist, not the pool)."""
+    return WORKERS[:1] if hide_xdist else WORKERS
 
 
 def same_outcome(serial: Result, parallel: Result) -> None:
@@ -109,17 +115,17 @@ def coverage_seen(runner: Runner, result: Result) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_cov_parallel_equals_serial(runner: Runner, workers: int, hide_xdist: bool) -> None:
+def test_pytest_cov_parallel_equals_serial(runner: Runner, hide_xdist: bool) -> None:
     runner.hide_xdist = hide_xdist
     runner.write(COV_SUITE)
     serial = runner.serial(*COV_ARGS)
     expected = coverage_seen(runner, serial)
     assert "TOTAL" in serial.stdout, str(serial)
     assert expected["left"] == []
-    parallel = runner.parallel(workers, *COV_ARGS)
-    same_outcome(serial, parallel)
-    assert coverage_seen(runner, parallel) == expected, str(parallel)
+    for workers in worker_counts(hide_xdist):
+        parallel = runner.parallel(workers, *COV_ARGS)
+        same_outcome(serial, parallel)
+        assert coverage_seen(runner, parallel) == expected, str(parallel)
 
 
 @pytest.mark.parametrize("args", [("-n", "0"), ()], ids=["-n 0", "no -n"])
@@ -165,20 +171,18 @@ def random_values(runner: Runner) -> dict[str, str]:
     return values
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_randomly_same_seed_same_values(
-    runner: Runner, workers: int, hide_xdist: bool
-) -> None:
+def test_pytest_randomly_same_seed_same_values(runner: Runner, hide_xdist: bool) -> None:
     runner.hide_xdist = hide_xdist
     runner.write(RANDOM_SUITE)
     serial = runner.serial("--randomly-seed=1234")
     expected = random_values(runner)
     assert len(expected) == 5, str(serial)
     assert "--randomly-seed=1234" in serial.stdout
-    parallel = runner.parallel(workers, "--randomly-seed=1234")
-    same_outcome(serial, parallel)
-    assert "--randomly-seed=1234" in parallel.stdout
-    assert random_values(runner) == expected
+    for workers in worker_counts(hide_xdist):
+        parallel = runner.parallel(workers, "--randomly-seed=1234")
+        same_outcome(serial, parallel)
+        assert "--randomly-seed=1234" in parallel.stdout
+        assert random_values(runner) == expected
 
 
 def test_pytest_randomly_seed_chosen_by_the_controller(runner: Runner) -> None:
@@ -247,21 +251,21 @@ def snapshot_files(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_syrupy_unused_snapshots(runner: Runner, workers: int, hide_xdist: bool) -> None:
+def test_syrupy_unused_snapshots(runner: Runner, hide_xdist: bool) -> None:
     runner.hide_xdist = hide_xdist
     stale_snapshots(runner)
     serial = runner.serial()
     assert serial.returncode == 1, str(serial)
     assert snapshot_report(serial), str(serial)
-    parallel = runner.parallel(workers)
-    same_outcome(serial, parallel)
-    assert snapshot_report(parallel) == snapshot_report(serial)
+    for workers in worker_counts(hide_xdist):
+        parallel = runner.parallel(workers)
+        same_outcome(serial, parallel)
+        assert snapshot_report(parallel) == snapshot_report(serial)
 
     twin = runner.path.parent / "twin"
     shutil.copytree(runner.path, twin)
     serial_update = Runner(runner.python, twin, hide_xdist).serial("--snapshot-update")
-    parallel_update = runner.parallel(workers, "--snapshot-update")
+    parallel_update = runner.parallel(worker_counts(hide_xdist)[-1], "--snapshot-update")
     same_outcome(serial_update, parallel_update)
     assert snapshot_report(parallel_update) == snapshot_report(serial_update)
     assert snapshot_files(runner.path) == snapshot_files(twin)
@@ -288,12 +292,9 @@ def test_pytest_benchmark_in_process_unaffected(runner: Runner, args: tuple[str,
         assert DISABLED not in result.stdout, str(result)
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_benchmark_disabled_with_its_warning(runner: Runner, workers: int) -> None:
+def test_pytest_benchmark_disabled_with_its_warning(runner: Runner) -> None:
     runner.write(BENCH_SUITE)
-    xdist = runner.xdist(2)
-    parallel = runner.parallel(workers)
-    for result in (xdist, parallel):
+    for result in (runner.xdist(2), *(runner.parallel(n) for n in WORKERS)):
         assert result.returncode == 0, str(result)
         assert DISABLED in result.stdout + result.stderr, str(result)
         assert "benchmark: 1 tests" not in result.stdout
@@ -315,14 +316,14 @@ TIMEOUT_SUITE = {
 }
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_timeout_banner_and_stacks(runner: Runner, workers: int) -> None:
+def test_pytest_timeout_banner_and_stacks(runner: Runner) -> None:
     runner.write(TIMEOUT_SUITE)
     args = ("--timeout=1", "--timeout-method=signal")
     serial = runner.serial(*args)
-    parallel = runner.parallel(workers, *args)
-    same_outcome(serial, parallel)
-    for result in (serial, parallel):
+    parallel = [runner.parallel(workers, *args) for workers in WORKERS]
+    for result in parallel:
+        same_outcome(serial, result)
+    for result in (serial, *parallel):
         assert re.search(r"\+{5,} Timeout \+{5,}", result.stdout), str(result)
         assert "Stack of helper" in result.stdout, str(result)
         assert "Timeout (>1.0s) from pytest-timeout" in result.stdout, str(result)
@@ -333,15 +334,14 @@ def test_pytest_timeout_banner_and_stacks(runner: Runner, workers: int) -> None:
 SUGAR_SUITE = {f"test_s{i}.py": f"def test_{i}():\n    assert True\n" for i in range(4)}
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_sugar_progress_reaches_100(runner: Runner, workers: int) -> None:
+def test_pytest_sugar_progress_reaches_100(runner: Runner) -> None:
     """With pytest-xdist installed: pytest-sugar listens to xdist's collection hook only
     when it can ``import xdist`` (without it, its bar stays at 0 %: docs/compatibility.md)."""
     runner.write(SUGAR_SUITE)
     serial = runner.serial("--force-sugar")
-    parallel = runner.parallel(workers, "--force-sugar")
-    assert parallel.returncode == serial.returncode == 0, str(parallel)
-    for result in (serial, parallel):
+    parallel = [runner.parallel(workers, "--force-sugar") for workers in WORKERS]
+    for result in (serial, *parallel):
+        assert result.returncode == 0, str(result)
         assert "100%" in result.stdout, str(result)
         assert re.search(r"Results \(", result.stdout), str(result)
 
@@ -349,8 +349,7 @@ def test_pytest_sugar_progress_reaches_100(runner: Runner, workers: int) -> None
 # --------------------------------------------------------------------- pytest-env
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_pytest_env_applied_once(runner: Runner, workers: int) -> None:
+def test_pytest_env_applied_once(runner: Runner) -> None:
     check = "import os\n\ndef test_env():\n    assert os.environ['APPENDED'] == 'base:suffix'\n"
     runner.write(
         {
@@ -362,7 +361,8 @@ def test_pytest_env_applied_once(runner: Runner, workers: int) -> None:
     runner.env["APPENDED"] = "base"
     serial = runner.serial()
     assert serial.returncode == 0, str(serial)
-    same_outcome(serial, runner.parallel(workers))
+    for workers in WORKERS:
+        same_outcome(serial, runner.parallel(workers))
 
 
 # --------------------------------------------------------------------- pytest-rerunfailures
@@ -383,16 +383,16 @@ FLAKY_SUITE = {
 }
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_rerunfailures_fail_on_flaky(runner: Runner, workers: int, hide_xdist: bool) -> None:
+def test_rerunfailures_fail_on_flaky(runner: Runner, hide_xdist: bool) -> None:
     runner.hide_xdist = hide_xdist
     runner.write(FLAKY_SUITE)
     serial = runner.serial("--reruns", "1", "--fail-on-flaky")
     assert serial.returncode == 7, str(serial)
+    for workers in worker_counts(hide_xdist):
+        (runner.path / "ran-once").unlink()
+        same_outcome(serial, runner.parallel(workers, "--reruns", "1", "--fail-on-flaky"))
     (runner.path / "ran-once").unlink()
-    same_outcome(serial, runner.parallel(workers, "--reruns", "1", "--fail-on-flaky"))
-    (runner.path / "ran-once").unlink()
-    plain = runner.parallel(workers, "--reruns", "1")
+    plain = runner.parallel(2, "--reruns", "1")
     assert (plain.returncode, plain.summary) == (0, serial.summary), str(plain)
 
 
@@ -461,8 +461,7 @@ def html_outcomes(runner: Runner) -> tuple[list[tuple[str, str]], object]:
     return results, data.get("environment", {}).get("Build")
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_reporters_html_json_metadata(runner: Runner, workers: int) -> None:
+def test_reporters_html_json_metadata(runner: Runner) -> None:
     runner.write(REPORTED_SUITE)
     args = (
         "--html=report.html",
@@ -476,16 +475,17 @@ def test_reporters_html_json_metadata(runner: Runner, workers: int) -> None:
     serial = runner.serial(*args)
     expected = (json_report(runner), html_outcomes(runner))
     assert expected[1][1] == "42", str(serial)
-    parallel = runner.parallel(workers, *args)
-    same_outcome(serial, parallel)
-    assert (json_report(runner), html_outcomes(runner)) == expected
+    for workers in WORKERS:
+        parallel = runner.parallel(workers, *args)
+        same_outcome(serial, parallel)
+        assert (json_report(runner), html_outcomes(runner)) == expected
 
 
-@pytest.mark.parametrize("workers", WORKERS)
-def test_instafail_shows_failures_as_they_happen(runner: Runner, workers: int) -> None:
+def test_instafail_shows_failures_as_they_happen(runner: Runner) -> None:
     runner.write(REPORTED_SUITE)
     serial = runner.serial("--instafail")
-    parallel = runner.parallel(workers, "--instafail")
-    same_outcome(serial, parallel)
-    for result in (serial, parallel):
+    parallel = [runner.parallel(workers, "--instafail") for workers in WORKERS]
+    for result in parallel:
+        same_outcome(serial, result)
+    for result in (serial, *parallel):
         assert "assert 1 == 2" in result.stdout, str(result)
