@@ -208,6 +208,14 @@ def pytest_configure(config: pytest.Config) -> None:
             ),
             stacklevel=2,
         )
+    if settings.test_timeout:
+        config.issue_config_time_warning(
+            ParallelExecWarning(
+                "parallel_exec: --test-timeout applies to runs on workers (-n 1 or more) "
+                "for now; this run is in-process, tests are not timed"
+            ),
+            stacklevel=2,
+        )
     writers = make_writers(config, settings)
     if writers:
         config.pluginmanager.register(

@@ -146,6 +146,17 @@ def parse_non_negative_int(value: str) -> int:
     return int(text)
 
 
+def parse_seconds(value: str) -> float:
+    text = str(value).strip().lower().removesuffix("s").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise OptionError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise OptionError(f"expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flags: tuple[str, ...]
@@ -309,6 +320,25 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flag=True,
     ),
     OptionSpec(
+        flags=("--test-timeout",),
+        dest="pe_test_timeout",
+        parse=parse_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="end a test still running after SECONDS (setup, call and teardown) on a "
+        "worker: its stacks are dumped, its worker is terminated and replaced, the test "
+        "fails with 'Timeout: exceeded SECONDS s' and the run goes on (runs on workers "
+        "only; 0: off).",
+    ),
+    OptionSpec(
+        flags=("--timeout-grace",),
+        dest="pe_timeout_grace",
+        parse=parse_seconds,
+        default="5",
+        metavar="SECONDS",
+        help="after SIGTERM, how long a timed-out worker has before SIGKILL (default 5).",
+    ),
+    OptionSpec(
         flags=("--max-worker-restart",),
         dest="maxworkerrestart",
         parse=parse_non_negative_int,
@@ -375,6 +405,9 @@ class Settings:
     report_tap: str | None = None
     retries: int = 0
     fail_on_flaky: bool = False
+    #: ``--test-timeout`` (None: off).
+    test_timeout: float | None = None
+    timeout_grace: float = 5.0
 
     @property
     def forks_workers(self) -> bool:
@@ -505,4 +538,6 @@ def load(config: pytest.Config) -> Settings:
         report_tap=values["pe_report_tap"],
         retries=values["pe_retries"] or 0,
         fail_on_flaky=bool(values["fail_on_flaky"]),
+        test_timeout=values["pe_test_timeout"] or None,
+        timeout_grace=values["pe_timeout_grace"],
     )

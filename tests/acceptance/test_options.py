@@ -31,6 +31,8 @@ def assert_usage_error_naming(runner: PluginRunner, result: pytest.RunResult, na
         (("--dist", "nonsense"), "--dist"),
         (("--max-worker-restart", "-1"), "--max-worker-restart"),
         (("--start-method", "vfork"), "--start-method"),
+        (("--test-timeout", "soon"), "--test-timeout"),
+        (("--timeout-grace", "-1"), "--timeout-grace"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
 )

@@ -44,6 +44,9 @@ class FakePool:
         self.released: list[str] = []
         self.evidence: dict[str, CrashEvidence] = {}
         self.stderr: dict[str, str] = {}
+        self.signals: list[tuple[str, int]] = []
+        #: What each worker's progress file would say: (test index, wall-clock start).
+        self.running: dict[str, tuple[int, float]] = {}
         self._serial = 0
 
     def next_worker_id(self) -> str:
@@ -77,6 +80,9 @@ class FakePool:
     def kill(self, worker_id: str) -> None:
         self.killed.append(worker_id)
 
+    def signal(self, worker_id: str, signum: int) -> None:
+        self.signals.append((worker_id, signum))
+
     def shutdown(self, timeout: float = 5.0) -> None:
         pass
 
@@ -90,7 +96,7 @@ class FakePool:
         return self.stderr.get(worker_id, "")
 
     def running_since(self, worker_id: str) -> tuple[int, float]:
-        return -1, 0.0
+        return self.running.get(worker_id, (-1, 0.0))
 
     # ------------------------------------------------------------ what was sent
 

@@ -20,6 +20,7 @@ from parallel_exec.settings import (
     parse_dist,
     parse_non_negative_int,
     parse_numprocesses,
+    parse_seconds,
 )
 
 # ---------------------------------------------------------------------------- -n
@@ -210,6 +211,8 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--report-tap": "parallel_exec_report_tap",
         "--retries": "parallel_exec_retries",
         "--fail-on-flaky": "parallel_exec_fail_on_flaky",
+        "--test-timeout": "parallel_exec_test_timeout",
+        "--timeout-grace": "parallel_exec_timeout_grace",
         "--max-worker-restart": "parallel_exec_max_worker_restart",
     }
 
@@ -232,3 +235,16 @@ def test_declared_defaults_parse() -> None:
 )
 def test_wants_parallel(workers: WorkerCount | None, dist: str, parallel: bool) -> None:
     assert Settings(workers=workers, dist=dist, max_worker_restart=None).wants_parallel is parallel
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("2", 2.0), ("0.5", 0.5), (" 60s ", 60.0), ("0", 0.0)]
+)
+def test_seconds(text: str, seconds: float) -> None:
+    assert parse_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-1", "nan", "inf", ""])
+def test_seconds_refused(text: str) -> None:
+    with pytest.raises(OptionError):
+        parse_seconds(text)

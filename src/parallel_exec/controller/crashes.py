@@ -79,6 +79,10 @@ def lost_at_end_reason(holder: str | None) -> str:
     return f"lost: the run ended without a result for this test ({where})"
 
 
+def timeout_message(limit: float) -> str:
+    return f"Timeout: exceeded {limit:.1f} s"
+
+
 def restarts_exhausted_reason(limit: int) -> str:
     return f"not run: workers crashed and --max-worker-restart ({limit}) is exhausted"
 
@@ -112,6 +116,25 @@ class CrashAttribution:
 
     def in_teardown(self, index: int) -> bool:
         return index in self._partial
+
+    def timed_out(
+        self, worker_id: str, index: int, nodeid: str, evidence: CrashEvidence, limit: float
+    ) -> Attributed:
+        """The result of a test its worker was ended for (``--test-timeout``): failed,
+        with the stacks the worker wrote when asked (its stderr since the test began)."""
+        self._partial.pop(index, None)
+        location = location_of(nodeid)
+        message = timeout_message(limit)
+        stacks = evidence.stderr_since_test.strip()
+        if stacks:
+            message += f"\n\nThe worker's threads when the limit was reached ({worker_id}):\n"
+            message += stacks
+        return Attributed(
+            index,
+            (crash_report(nodeid, location, message, "", "call"), closing_report(nodeid, location)),
+            location,
+            in_teardown=False,
+        )
 
     def detail(self, worker_id: str, evidence: CrashEvidence, error: str = "") -> str:
         """What is known beyond the exit code: a start error, a lost exit status."""

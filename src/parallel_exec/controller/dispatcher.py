@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from .crashes import (
     restarts_exhausted_reason,
 )
 from .gate import Adopted, Agreed, CollectionGate
+from .guards import DumpStacks, Kill, Terminate, TimeoutGuard
 from .launcher import Launcher, RestartBudget
 from .nodes import XdistNodes
 from .phase import Phase, RunStatus
@@ -85,6 +87,9 @@ class RunConfig:
     capture_off: bool
     #: The environment workers start from (None: the controller's as it is then).
     environment: Mapping[str, str] | None = None
+    #: ``--test-timeout`` (None: off) and ``--timeout-grace``.
+    test_timeout: float | None = None
+    timeout_grace: float = 5.0
 
 
 class Dispatcher:
@@ -122,6 +127,7 @@ class Dispatcher:
         self.gate = CollectionGate(self.launcher.first_wave, split)
         self.retries = RetryBook(run.retries)
         self.crashes = CrashAttribution()
+        self.guard = TimeoutGuard(run.test_timeout, run.timeout_grace)
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
         self.index_of: dict[str, int] = {}
@@ -189,6 +195,8 @@ class Dispatcher:
                 if self.scheduler is not None and now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     self._apply(self.scheduler.tick(now))
+                    if self.guard.enabled:
+                        self._guard(now)
         except KeyboardInterrupt:
             interrupted = True
             self.status.execution_failed = True
@@ -653,12 +661,21 @@ class Dispatcher:
         detail = self.crashes.detail(worker_id, evidence, self.errors.get(worker_id, ""))
         crashed: int | None = None
         in_teardown = rerun = False
+        timed_out = self.guard.ended(worker_id)
         if self.scheduler is not None:
             running = evidence.running
             if running in self.scheduler.pending(worker_id):
                 crashed = running
                 in_teardown = self.crashes.in_teardown(running)
-                if running not in self.reported:
+                if running not in self.reported and running == timed_out:
+                    limit = self.run.test_timeout or 0.0
+                    result = self.crashes.timed_out(
+                        worker_id, running, self.nodeids[running], evidence, limit
+                    )
+                    self._publish_test(
+                        worker_id, running, result.reports, location=result.location, origin="crash"
+                    )
+                elif running not in self.reported:
                     result = self.crashes.attribute(
                         worker_id,
                         running,
@@ -719,6 +736,31 @@ class Dispatcher:
         self.retries.carry(index, reports[:1])
         self.started.discard(index)  # the next attempt starts anew
         return True
+
+    def _guard(self, now: float) -> None:
+        """``--test-timeout``: look at what each worker runs; carry out the guard's
+        decisions (stacks, SIGTERM, SIGKILL after the grace period)."""
+        wall = time.time()
+        for handle in self.pool.alive():
+            worker_id = handle.worker_id
+            index, since = self.pool.running_since(worker_id)
+            if index in self.reported:
+                index = -1
+            for action in self.guard.check(worker_id, index, since, wall, now):
+                if isinstance(action, DumpStacks):
+                    ending = self.guard.ending(worker_id)
+                    if ending is not None and 0 <= ending < len(self.nodeids):
+                        limit = self.run.test_timeout or 0.0
+                        self.stream.publish(
+                            events.TestTimedOut(worker_id, self.nodeids[ending], limit)
+                        )
+                    signum = getattr(signal, protocol.STACKS_SIGNAL, None)
+                    if signum is not None:
+                        self.pool.signal(worker_id, signum)
+                elif isinstance(action, Terminate):
+                    self.pool.signal(worker_id, signal.SIGTERM)
+                elif isinstance(action, Kill):
+                    self.pool.kill(worker_id)
 
     def _ensure_capacity(self, lost: str | None = None) -> None:
         """Work is waiting and no live worker takes work: start one, or report what can no

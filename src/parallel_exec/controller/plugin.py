@@ -140,6 +140,8 @@ class ControllerPlugin:
                 forked=fork_server is not None,
                 capture_off=self.config.getoption("capture", None) == "no",
                 environment=self.environment,
+                test_timeout=settings.test_timeout,
+                timeout_grace=settings.timeout_grace,
             ),
             self.stream,
             self.timings,

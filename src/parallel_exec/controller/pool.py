@@ -125,6 +125,8 @@ class Pool(Protocol):
 
     def kill(self, worker_id: str) -> None: ...
 
+    def signal(self, worker_id: str, signum: int) -> None: ...
+
     def shutdown(self, timeout: float = 5.0) -> None: ...
 
     def stream_output(self, stdout: bool) -> None: ...
@@ -364,6 +366,15 @@ class WorkerPool:
         if handle is not None and handle.process is not None and handle.process.poll() is None:
             with contextlib.suppress(OSError):
                 handle.process.kill()
+
+    def signal(self, worker_id: str, signum: int) -> None:
+        """Send a signal to a live worker (its stacks, a SIGTERM); SIGKILL is ``kill``."""
+        handle = self.workers.get(worker_id)
+        if handle is None or not handle.pid or handle.process is None:
+            return
+        if handle.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.kill(handle.pid, signum)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker: a clean exit where possible, a kill after ``timeout``."""

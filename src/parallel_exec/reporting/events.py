@@ -44,6 +44,18 @@ class WorkerStarted:
 
 
 @dataclass(frozen=True)
+class TestTimedOut:
+    """A test ran past ``--test-timeout``: its worker is being ended (stacks, SIGTERM,
+    SIGKILL after the grace period); its result follows as a ``TestFinished``."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    worker_id: str
+    nodeid: str
+    limit: float
+
+
+@dataclass(frozen=True)
 class WorkerReady:
     """The worker's collection agreed with the canonical one and it takes work now."""
 
@@ -330,6 +342,7 @@ RunEvent = (
     | WorkerFinished
     | RunPlanned
     | TestStarted
+    | TestTimedOut
     | RunNotice
     | InternalError
     | CollectionFinished

@@ -85,6 +85,11 @@ class HookReplay:
         elif isinstance(event, events.WorkerOutput):
             if self._stream_output or event.stream == "stderr":
                 self._write_line(f"[{event.worker_id}] {event.text}")
+        elif isinstance(event, events.TestTimedOut):
+            self._write_line(
+                f"[{event.worker_id}] TIMEOUT {event.nodeid} ran past {event.limit:.1f} s: "
+                "its worker is ended (stacks in the report) and replaced"
+            )
         elif isinstance(event, events.WorkerCrashed):
             self._write_line(f"[{event.worker_id}] worker {event.description}")
         elif isinstance(event, events.RunNotice):

@@ -24,6 +24,10 @@ from typing import Any, Literal
 
 PROTOCOL_VERSION = 2
 
+#: The signal (by name) on which a worker writes every thread's stack to its stderr file:
+#: the controller sends it before it ends a test that ran past ``--test-timeout``.
+STACKS_SIGNAL = "SIGUSR1"
+
 # ---------------------------------------------------------------- controller -> worker
 
 

@@ -14,6 +14,7 @@ test being run is kept in a small progress file.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -49,6 +50,15 @@ def _redirect_output(base: str) -> None:
 
 _hard_exit = os._exit
 _stderr_file_fd = 2
+
+
+def _stacks_on_request() -> None:
+    """On ``protocol.STACKS_SIGNAL`` faulthandler writes every thread's stack to the
+    stderr file itself (the descriptor that stays on it while pytest captures fd 2), from
+    its own C handler: it works while the test is stuck in C code."""
+    signum = getattr(signal, protocol.STACKS_SIGNAL, None)
+    if signum is not None:
+        faulthandler.register(signum, file=_stderr_file_fd, all_threads=True)
 
 
 def _watch_parent(controller_pid: int) -> None:
@@ -165,6 +175,7 @@ def main(channel: Any) -> None:
     ignore_interrupts()  # the controller owns Ctrl-C
     _watch_parent(setup.controller_pid or os.getppid())
     _redirect_output(setup.progress_path.rsplit(".", 1)[0])
+    _stacks_on_request()
     os.chdir(setup.invocation_dir)
     for entry in reversed(setup.sys_path):
         if entry not in sys.path:

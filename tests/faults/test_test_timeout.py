@@ -1,0 +1,75 @@
+"""``--test-timeout``: a hung test is ended by the controller and reported failed with
+its stacks; every other test still runs; nothing is left behind."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+from faults_helpers import assert_accounted, assert_no_process_left, run_fault
+
+if TYPE_CHECKING:
+    from conftest import PluginRunner
+
+QUICK = """
+    import pytest
+
+    @pytest.mark.parametrize("n", range(4))
+    def test_quick(n):
+        pass
+"""
+
+HANGS = {
+    "sleeping": """
+        import time
+
+        def test_hangs():
+            time.sleep(120)
+    """,
+    "ignoring SIGTERM": """
+        import signal
+        import time
+
+        def test_hangs():
+            # SIGTERM blocked: only the SIGKILL after the grace period ends it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            time.sleep(120)
+    """,
+    "in fixture teardown": """
+        import time
+
+        import pytest
+
+        @pytest.fixture
+        def stuck():
+            yield
+            time.sleep(120)
+
+        def test_hangs(stuck):
+            pass
+    """,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", list(HANGS))
+def test_a_hung_test_fails_with_its_stacks_and_the_run_goes_on(
+    runner: PluginRunner, how: str
+) -> None:
+    runner.pytester.makepyfile(
+        test_quick=textwrap.dedent(QUICK), test_hung=textwrap.dedent(HANGS[how])
+    )
+    run = run_fault(runner, "--test-timeout", "2", "--timeout-grace", "1", timeout=90)
+    assert run.exit_code == pytest.ExitCode.TESTS_FAILED, run.output
+    assert_accounted(
+        run, [f"test_quick.py::test_quick[{n}]" for n in range(4)] + ["test_hung.py::test_hangs"]
+    )
+    outcomes = dict(run.results())
+    assert outcomes["test_hung.py::test_hangs"] == "failed", run.output
+    assert {outcomes[f"test_quick.py::test_quick[{n}]"] for n in range(4)} == {"passed"}
+    text = run.case_text("test_hangs")
+    assert "Timeout: exceeded 2.0 s" in text
+    assert "test_hung.py" in text, "the stacks name the test's file"
+    assert "TIMEOUT test_hung.py::test_hangs" in run.output
+    assert_no_process_left(run)
