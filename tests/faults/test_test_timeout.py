@@ -73,3 +73,23 @@ def test_a_hung_test_fails_with_its_stacks_and_the_run_goes_on(
     assert "test_hung.py" in text, "the stacks name the test's file"
     assert "TIMEOUT test_hung.py::test_hangs" in run.output
     assert_no_process_left(run)
+
+
+@pytest.mark.slow
+def test_a_timeout_is_the_tests_failure_not_a_worker_crash(runner: PluginRunner) -> None:
+    """One worker, no restarts allowed: the worker ended for the hung test is replaced
+    all the same (a timeout is not a crash), and the tests after it run."""
+    runner.pytester.makepyfile(
+        test_a_hung=textwrap.dedent(HANGS["sleeping"]), test_quick=textwrap.dedent(QUICK)
+    )
+    run = run_fault(
+        runner, "--test-timeout", "2", "--max-worker-restart", "0", "-p", "no:randomly", workers=1
+    )
+    assert run.exit_code == pytest.ExitCode.TESTS_FAILED, run.output
+    outcomes = dict(run.results())
+    assert outcomes.pop("test_a_hung.py::test_hangs") == "failed"
+    assert set(outcomes.values()) == {"passed"}, run.output
+    assert len(outcomes) == 4
+    assert "was ended: test_a_hung.py::test_hangs ran past --test-timeout" in run.output
+    assert "crashed" not in run.output
+    assert_no_process_left(run)

@@ -702,6 +702,7 @@ class Dispatcher:
                 nodeid=self.nodeids[crashed] if crashed is not None else None,
                 stderr_tail=evidence.stderr_since_test,
                 in_teardown=in_teardown,
+                timed_out=timed_out is not None and crashed == timed_out,
             )
         )
         if self.status.stopped:
@@ -723,7 +724,9 @@ class Dispatcher:
                     )
                 )
             return
-        self._ensure_capacity(lost=worker_id)
+        # A worker ended for a timeout is replaced outside --max-worker-restart: the
+        # test failed, the worker did not crash.
+        self._ensure_capacity(lost=worker_id, counted=timed_out is None)
 
     def _rerun_after_crash(self, index: int, reports: tuple[Any, ...], in_teardown: bool) -> bool:
         """``pytest_handlecrashitem``: a plugin (pytest-rerunfailures) may run the test
@@ -762,7 +765,7 @@ class Dispatcher:
                 elif isinstance(action, Kill):
                     self.pool.kill(worker_id)
 
-    def _ensure_capacity(self, lost: str | None = None) -> None:
+    def _ensure_capacity(self, lost: str | None = None, counted: bool = True) -> None:
         """Work is waiting and no live worker takes work: start one, or report what can no
         longer run.  After a crash (``lost``) that is a restart, within the budget; else
         (a retry queued after the other workers were drained) it is not."""
@@ -775,7 +778,7 @@ class Dispatcher:
             for h in self.pool.alive()
             if h.worker_id not in self.drained and h.state is not WorkerState.STOPPING
         ]
-        if takers or self.launcher.replace(lost):
+        if takers or self.launcher.replace(lost, counted):
             return
         if self.scheduler is not None:
             reason = restarts_exhausted_reason(self.launcher.budget.limit)

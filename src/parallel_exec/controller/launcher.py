@@ -150,14 +150,18 @@ class Launcher:
         self._spawn([share], replaces=worker_id)
         return None
 
-    def replace(self, lost: str | None) -> bool:
+    def replace(self, lost: str | None, counted: bool = True) -> bool:
         """Work is waiting and no live worker takes it: start one.  After a crash
-        (``lost``) that is a restart, within the budget; else (a retry queued after the
-        other workers were drained) an extra worker, within ``MAX_EXTRA_WORKERS``, then
-        the budget.  False: nothing could be started."""
+        (``lost``) that is a restart, within the budget (not ``counted``: a worker the
+        controller ended, outside it); else (a retry queued after the other workers were
+        drained) an extra worker, within ``MAX_EXTRA_WORKERS``, then the budget.  False:
+        nothing could be started."""
         if lost is None and self._extra_workers < MAX_EXTRA_WORKERS:
             self._extra_workers += 1
             self._spawn([self.later_share])
+            return True
+        if lost is not None and not counted:
+            self._spawn([self.later_share], replaces=lost)
             return True
         if self.budget.take():
             self._spawn([self.later_share], replaces=lost)

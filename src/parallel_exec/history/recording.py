@@ -158,8 +158,8 @@ class OutcomeRecorder:
             self.predictions = event.predictions
             self.predicted_makespan = event.predicted_makespan
             self.workers = event.workers
-        elif isinstance(event, events.WorkerCrashed):
-            self.worker_failures += 1
+        elif isinstance(event, events.WorkerCrashed) and not event.timed_out:
+            self.worker_failures += 1  # a timeout is the test's failure, not the worker's
         elif isinstance(event, events.RunFinished):
             self._finish(event)
 

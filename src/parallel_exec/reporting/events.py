@@ -279,11 +279,15 @@ class WorkerCrashed:
     #: It ended in the teardown after its last test (``nodeid``), which ends the
     #: session's fixtures: the test itself had finished.
     in_teardown: bool = False
+    #: The controller ended it: ``nodeid`` ran past ``--test-timeout``.
+    timed_out: bool = False
 
     @property
     def description(self) -> str:
         """``crashed while running <test> (exit code N)``: one wording for every writer."""
-        if self.in_teardown:
+        if self.timed_out:
+            what = f"was ended: {self.nodeid} ran past --test-timeout"
+        elif self.in_teardown:
             what = f"ended in the session teardown after {self.nodeid}"
         elif self.nodeid:
             what = f"crashed while running {self.nodeid}"
