@@ -209,13 +209,20 @@ def pytest_configure(config: pytest.Config) -> None:
             stacklevel=2,
         )
     if settings.test_timeout:
-        config.issue_config_time_warning(
-            ParallelExecWarning(
-                "parallel_exec: --test-timeout applies to runs on workers (-n 1 or more) "
-                "for now; this run is in-process, tests are not timed"
-            ),
-            stacklevel=2,
-        )
+        from .timeout import InProcessTimeout
+
+        if InProcessTimeout.available():
+            config.pluginmanager.register(
+                InProcessTimeout(settings.test_timeout), "parallel_exec_in_process_timeout"
+            )
+        else:
+            config.issue_config_time_warning(
+                ParallelExecWarning(
+                    "parallel_exec: --test-timeout needs SIGALRM in an in-process run; "
+                    "this platform has none, tests are not timed (run with -n 1 or more)"
+                ),
+                stacklevel=2,
+            )
     writers = make_writers(config, settings)
     if writers:
         config.pluginmanager.register(

@@ -327,8 +327,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="SECONDS",
         help="end a test still running after SECONDS (setup, call and teardown) on a "
         "worker: its stacks are dumped, its worker is terminated and replaced, the test "
-        "fails with 'Timeout: exceeded SECONDS s' and the run goes on (runs on workers "
-        "only; 0: off).",
+        "fails with 'Timeout: exceeded SECONDS s' and the run goes on (in-process runs: "
+        "best effort, a SIGALRM timer; 0: off).",
     ),
     OptionSpec(
         flags=("--timeout-grace",),

@@ -93,3 +93,24 @@ def test_a_timeout_is_the_tests_failure_not_a_worker_crash(runner: PluginRunner)
     assert "was ended: test_a_hung.py::test_hangs ran past --test-timeout" in run.output
     assert "crashed" not in run.output
     assert_no_process_left(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sleeping", "ignoring SIGTERM"])
+def test_in_process_a_hung_test_fails_best_effort(runner: PluginRunner, how: str) -> None:
+    """No workers: a timer in the pytest process fails the test from inside (it cannot
+    stop C code that never returns to Python); the stacks are in its captured stderr."""
+    runner.pytester.makepyfile(
+        test_quick=textwrap.dedent(QUICK), test_hung=textwrap.dedent(HANGS[how])
+    )
+    run = run_fault(runner, "--test-timeout", "2", workers=0, timeout=90)
+    assert run.exit_code == pytest.ExitCode.TESTS_FAILED, run.output
+    outcomes = dict(run.results())
+    assert outcomes.pop("test_hung.py::test_hangs") == "failed", run.output
+    assert set(outcomes.values()) == {"passed"}
+    assert len(outcomes) == 4
+    text = run.case_text("test_hangs")
+    assert "Timeout: exceeded 2.0 s" in text
+    # The stacks are in the test's captured stderr, shown with its failure.
+    assert "Captured stderr call" in run.output
+    assert "in test_hangs" in run.output.split("Captured stderr call", 1)[1], run.output
