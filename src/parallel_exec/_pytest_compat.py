@@ -95,22 +95,17 @@ def _reporter(config: pytest.Config) -> Any:
     return config.pluginmanager.get_plugin("terminalreporter")
 
 
-def terminal_to(config: pytest.Config, stream: TextIO | None) -> None:
-    """Point the terminal reporter's writer at ``stream`` (None: nowhere).  A worker's
-    reporter must print nothing (the controller reports); under ``--report-tap -`` the
-    controller's moves to stderr.  ``TerminalReporter._tw`` and
+def terminal_to(config: pytest.Config, stream: TextIO) -> None:
+    """Point the terminal reporter's writer at ``stream``: a worker's writes only what
+    plugins write during a test (``worker.session.PhaseOutput``); under
+    ``--report-tap -`` the controller's moves to stderr.  ``TerminalReporter._tw`` and
     ``create_terminal_writer`` (8.0 -> 9.2: no public setter)."""
     from _pytest.config import create_terminal_writer
 
     reporter = _reporter(config)
     if reporter is None or not hasattr(reporter, "_tw"):
         return
-    if stream is None:
-        import os
-
-        reporter._tw = TerminalWriter(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-    else:
-        reporter._tw = create_terminal_writer(config, stream)
+    reporter._tw = create_terminal_writer(config, stream)
 
 
 def end_current_line(config: pytest.Config) -> None:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import settings as settings_module
-from .settings import MAX_WORKERS, OPTIONS, SERIAL_OPTIONS, Settings, raw_value
+from .settings import (
+    MAX_WORKERS,
+    OPTION_BY_DEST,
+    Settings,
+    raw_value,
+    runs_parallel,
+    serial_reason,
+)
 from .xdist_contract import (
     add_hookspecs,
     ensure_stand_in,
@@ -116,13 +123,6 @@ def _refuse_explicit_xdist(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.consider_pluginarg = consider_pluginarg  # type: ignore[method-assign]
 
 
-def serial_reason(config: pytest.Config, settings: Settings) -> str | None:
-    """Why this run stays in-process although workers were asked for (None: go parallel)."""
-    return next(
-        (flag for dest, flag in SERIAL_OPTIONS.items() if config.getoption(dest, False)), None
-    )
-
-
 def prepare(config: pytest.Config) -> Settings:
     """Read the options once, decide whether the run is parallel, and give the options
     xdist's ``numprocesses``/``dist`` for that decision (plugins read them)."""
@@ -131,15 +131,16 @@ def prepare(config: pytest.Config) -> Settings:
         return settings
     settings = settings_module.load(config)
     config.stash[SETTINGS_KEY] = settings
-    reason = serial_reason(config, settings) if settings.wants_parallel else None
+
+    def getoption(dest: str) -> Any:
+        return config.getoption(dest, False)
+
+    reason = serial_reason(getoption) if settings.wants_parallel else None
     if reason is not None:
         config.stash[SERIAL_REASON_KEY] = reason
-    parallel = (
-        settings.wants_parallel and reason is None and not config.getoption("collectonly", False)
-    )
+    parallel = runs_parallel(settings.workers, settings.dist, getoption)
     config.stash[PARALLEL_KEY] = parallel
-    dist_spec = next(spec for spec in OPTIONS if spec.dest == "dist")
-    dist_given = str(raw_value(config, dist_spec)[0]).strip().lower()
+    dist_given = str(raw_value(config, OPTION_BY_DEST["dist"])[0]).strip().lower()
     workers = settings.workers.resolve() if settings.workers is not None else None
     for dest, value in xdist_options(
         parallel, workers, dist_given, settings.workers is not None

@@ -349,6 +349,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
 )
 
 
+#: Each option by its destination.
+OPTION_BY_DEST = {spec.dest: spec for spec in OPTIONS}
+
+
 def _argparse_type(spec: OptionSpec) -> Callable[[str], Any]:
     def convert(value: str) -> Any:
         try:
@@ -421,9 +425,29 @@ class Settings:
 
     @property
     def wants_parallel(self) -> bool:
-        if self.workers is None or self.dist == "no":
-            return False
-        return self.workers.resolve() != 0
+        return wants_workers(self.workers, self.dist)
+
+
+def wants_workers(workers: WorkerCount | None, dist: str) -> bool:
+    """Workers asked for: a count that is not 0 (an unresolved ``auto`` never is) and a
+    distribution that is not ``no``."""
+    return workers is not None and DIST_ALIASES.get(dist, dist) != "no" and workers.fixed != 0
+
+
+def serial_reason(getoption: Callable[[str], Any]) -> str | None:
+    """The flag of an option that keeps a run in-process although workers were asked
+    for (None: none is given)."""
+    return next((flag for dest, flag in SERIAL_OPTIONS.items() if getoption(dest)), None)
+
+
+def runs_parallel(workers: WorkerCount | None, dist: str, getoption: Callable[[str], Any]) -> bool:
+    """The one rule for whether a run's tests run on workers, for the first parse of
+    the command line as for the settings read from it."""
+    return (
+        wants_workers(workers, dist)
+        and serial_reason(getoption) is None
+        and not getoption("collectonly")
+    )
 
 
 #: Options naming a file written when the run ends; checked when the run starts.

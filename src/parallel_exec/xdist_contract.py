@@ -28,14 +28,7 @@ import pytest
 
 from . import _pytest_compat, xdist_hookspecs
 from .errors import OptionError
-from .settings import (
-    DIST_ALIASES,
-    OPTIONS,
-    SERIAL_OPTIONS,
-    parse_dist,
-    parse_numprocesses,
-    raw_value,
-)
+from .settings import OPTION_BY_DEST, parse_dist, parse_numprocesses, raw_value, runs_parallel
 
 XDIST_NAME = "xdist"
 
@@ -117,21 +110,14 @@ def normalize_early_options(config: pytest.Config) -> None:
     def getoption(dest: str) -> Any:
         return getattr(namespace, dest, None)
 
-    specs = {spec.dest: spec for spec in OPTIONS}
-    workers_raw, _ = raw_value(config, specs["numprocesses"], getoption)
-    dist_raw, _ = raw_value(config, specs["dist"], getoption)
+    workers_raw, _ = raw_value(config, OPTION_BY_DEST["numprocesses"], getoption)
+    dist_raw, _ = raw_value(config, OPTION_BY_DEST["dist"], getoption)
     try:
         count = parse_numprocesses(workers_raw) if workers_raw is not None else None
         dist = parse_dist(dist_raw)
     except OptionError:
         return
-    parallel = (
-        count is not None
-        and count.fixed != 0
-        and DIST_ALIASES[dist] != "no"
-        and not any(getoption(dest) for dest in SERIAL_OPTIONS)
-        and not getoption("collectonly")
-    )
+    parallel = runs_parallel(count, dist, getoption)
     workers: int | str | None = None
     if count is not None:
         workers = count.fixed if count.fixed is not None else count.spec
