@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from child_env import INHERITED_VARIABLES
+
 pytest_plugins = ["pytester"]
 
 #: How every run loads the plugin (it has no auto-loading entry point on purpose).
@@ -27,20 +29,6 @@ PLUGIN_ARGS: tuple[str, ...] = ("-p", "parallel_exec")
 #: A hung run must fail the test, not the whole CI job.
 RUN_TIMEOUT = 120.0
 
-#: Set when this suite itself runs on workers (parallel_exec or xdist), or by a user's
-#: shell; inherited by the runs under test, they would change what those runs see.
-INHERITED_VARIABLES = (
-    "PARALLEL_EXEC_WORKER",
-    "PARALLEL_EXEC_WORKER_COUNT",
-    "PARALLEL_EXEC_RUN_ID",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PARALLEL_EXEC_WORKERS",
-    "PYTEST_XDIST_AUTO_NUM_WORKERS",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-    "PYTEST_PLUGINS",
-)
 
 #: Attributes that legitimately differ between two runs of the same suite.
 IGNORED_SUITE_ATTRIBUTES = frozenset({"time", "timestamp", "hostname"})

@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import sysconfig
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+
+import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,28 +36,10 @@ def test_wheel_builds_installs_and_runs_the_demo(tmp_path: Path) -> None:
     for member in ("parallel_exec/py.typed", "parallel_exec/schemas/report.schema.json"):
         assert member in names, sorted(names)
 
-    # A fresh environment; its dependencies (pytest, execnet...) are this one's.
-    env = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
-    python = env / "bin" / "python"
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-    (site / "_deps.pth").write_text(f"{sysconfig.get_path('purelib')}\n", encoding="utf-8")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-q",
-            str(wheels[0]),
-        ],
-        check=True,
-        timeout=300,
-    )
+    # A fresh environment; its dependencies (pytest, execnet...) are this one's, but not
+    # this one's editable install of parallel_exec (its .pth files are not read).
+    python, site = child_env.create(tmp_path / "venv", parent_pth_files=False)
+    child_env.pip_install(python, "--no-deps", str(wheels[0]), timeout=300)
     where = subprocess.run(
         [str(python), "-c", "import parallel_exec; print(parallel_exec.__file__)"],
         check=True,

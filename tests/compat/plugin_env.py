@@ -17,26 +17,19 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
-import venv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import child_env
+from child_env import INHERITED_VARIABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Set by a run of this suite on workers; the runs here must not inherit them.
+#: What the runs here must not inherit: the suite's own list, and what would change a
+#: plugin's behaviour (pytest's options from the shell, coverage of this session).
 INHERITED = (
-    "PARALLEL_EXEC_WORKER",
-    "PARALLEL_EXEC_WORKER_COUNT",
-    "PARALLEL_EXEC_RUN_ID",
-    "PARALLEL_EXEC_WORKERS",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_XDIST_AUTO_NUM_WORKERS",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-    "PYTEST_PLUGINS",
+    *INHERITED_VARIABLES,
     "PYTEST_ADDOPTS",
     "PYTEST_CURRENT_TEST",
     "COV_CORE_SOURCE",
@@ -73,30 +66,9 @@ def build(cache_dir: Path) -> Path:
     with _locked(cache_dir / f"plugins-{key}.lock"):
         if ready.exists():
             return python
-        venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(env)
-        site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-        parent = sysconfig.get_path("purelib")
-        # ``import`` lines of a .pth run at start-up: ``addsitedir`` also reads the
-        # parent's own .pth files (the editable install of parallel_exec).
-        (site / "_parallel_exec_parent.pth").write_text(
-            f"import site; site.addsitedir({parent!r})\n", encoding="utf-8"
-        )
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "--python",
-                str(python),
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-                *pins,
-            ],
-            check=True,
-            timeout=600,
-        )
+        # The editable install of parallel_exec must be visible (parent's .pth files).
+        child_env.create(env, parent_pth_files=True, clear=True)
+        child_env.pip_install(python, "--no-input", *pins, timeout=600)
         ready.touch()
     return python
 
