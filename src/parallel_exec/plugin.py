@@ -167,6 +167,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "xdist_group(name): pytest-xdist's name for parallel_exec_group"
     )
+    config.addinivalue_line(
+        "markers",
+        "parallel_exec(timeout=SECONDS): this test's own --test-timeout (0: no limit)",
+    )
+    if not config.pluginmanager.hasplugin("timeout"):
+        # Suites written for pytest-timeout keep their per-test limits without it.
+        config.addinivalue_line(
+            "markers", "timeout(seconds): the test's time limit (parallel_exec's --test-timeout)"
+        )
     if is_worker(config):
         return
     settings = prepare(config)
@@ -201,34 +210,76 @@ def pytest_configure(config: pytest.Config) -> None:
             raise
         config.pluginmanager.register(controller, "parallel_exec_controller")
         return
-    if settings.retries:
+    worker_only = [
+        flag
+        for flag, given in (
+            ("--retries", settings.retries),
+            ("--run-timeout", settings.run_timeout),
+            ("--slow-after", settings.slow_after),
+            ("--max-worker-memory", settings.max_worker_memory),
+            ("--max-worker-tests", settings.max_worker_tests),
+            ("--fail-on-leak", settings.leak_check == "fail"),
+        )
+        if given
+    ]
+    if worker_only:
         config.issue_config_time_warning(
             ParallelExecWarning(
-                "parallel_exec: --retries applies to runs on workers (-n 1 or more); "
-                "this run is in-process, failed tests are not retried"
+                f"parallel_exec: {', '.join(worker_only)} apply to runs on workers (-n 1 or "
+                "more); this run is in-process, they are ignored"
             ),
             stacklevel=2,
         )
-    if settings.test_timeout:
-        from .timeout import InProcessTimeout
-
-        if InProcessTimeout.available():
-            config.pluginmanager.register(
-                InProcessTimeout(settings.test_timeout), "parallel_exec_in_process_timeout"
-            )
-        else:
-            config.issue_config_time_warning(
-                ParallelExecWarning(
-                    "parallel_exec: --test-timeout needs SIGALRM in an in-process run; "
-                    "this platform has none, tests are not timed (run with -n 1 or more)"
-                ),
-                stacklevel=2,
-            )
+    _in_process_timeout(config, settings)
     writers = make_writers(config, settings)
     if writers:
         config.pluginmanager.register(
             SerialEvents(writers, warn_consumer_failure(config)), "parallel_exec_serial_events"
         )
+
+
+def _in_process_timeout(config: pytest.Config, settings: Settings) -> None:
+    """``--test-timeout`` and tests' own limits in an in-process run (best effort)."""
+    from .errors import ParallelExecWarning
+    from .timeout import InProcessTimeout
+
+    timeout_plugin = config.pluginmanager.hasplugin("timeout")
+    if not InProcessTimeout.available() or pytest_timeout_signals(config):
+        if settings.test_timeout:
+            why = (
+                "pytest-timeout's --timeout uses SIGALRM in this process"
+                if InProcessTimeout.available()
+                else "this platform has no SIGALRM"
+            )
+            config.issue_config_time_warning(
+                ParallelExecWarning(
+                    f"parallel_exec: --test-timeout needs SIGALRM in an in-process run and "
+                    f"{why}: tests are not timed by it (run with -n 1 or more)"
+                ),
+                stacklevel=2,
+            )
+        return
+    config.pluginmanager.register(
+        InProcessTimeout(settings.test_timeout, not timeout_plugin),
+        "parallel_exec_in_process_timeout",
+    )
+
+
+def pytest_timeout_signals(config: pytest.Config) -> bool:
+    """pytest-timeout times tests here with SIGALRM (its ``signal`` method, its
+    default where the signal exists)."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        return False
+    timeout = config.getoption("timeout", None) or _ini(config, "timeout")
+    method = config.getoption("timeout_method", None) or _ini(config, "timeout_method")
+    return bool(timeout) and (method or "signal") == "signal"
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    try:
+        return config.getini(name)
+    except ValueError:
+        return None
 
 
 def start_fork_server() -> ForkServer | None:
@@ -271,7 +322,26 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     collection = f", collection={mode} ({fallback})" if fallback is not None else ""
     return [
         f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, "
-        f"dist={controller.strategy}{history}{collection}"
+        f"dist={controller.strategy}{history}{collection}",
+        *timeouts_header(config, settings),
+    ]
+
+
+def timeouts_header(config: pytest.Config, settings: Settings) -> list[str]:
+    """With pytest-timeout installed and its ``--timeout`` set: who enforces what."""
+    timeout = config.getoption("timeout", None) or _ini(config, "timeout")
+    if not config.pluginmanager.hasplugin("timeout") or not timeout:
+        return []
+    method = config.getoption("timeout_method", None) or _ini(config, "timeout_method") or "signal"
+    ours = (
+        f"; parallel_exec ends a worker whose test runs past --test-timeout "
+        f"{settings.test_timeout:g} s"
+        if settings.test_timeout
+        else ""
+    )
+    return [
+        f"parallel_exec: pytest-timeout enforces --timeout {timeout} and "
+        f"@pytest.mark.timeout inside each worker (method {method}){ours}"
     ]
 
 

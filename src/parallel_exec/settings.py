@@ -157,6 +157,46 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+def parse_size(value: str) -> int:
+    """``500MB``, ``2GiB``, ``300mb``, a number of bytes; 0: no limit."""
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgib")
+    unit = text[len(number) :]
+    try:
+        size = float(number)
+    except ValueError:
+        size = -1.0
+    if unit not in _SIZE_UNITS or not size >= 0 or size == float("inf"):
+        raise OptionError(f"expected a size such as 500MB or 2GiB, got {value!r}")
+    return int(size * _SIZE_UNITS[unit])
+
+
+def parse_slow_after(value: str) -> float:
+    """A number of seconds, or ``auto`` (-1: three times the test's predicted
+    duration, at least 5 s)."""
+    if str(value).strip().lower() == "auto":
+        return -1.0
+    try:
+        return parse_seconds(value)
+    except OptionError:
+        raise OptionError(f"expected a number of seconds or 'auto', got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flags: tuple[str, ...]
@@ -339,6 +379,65 @@ OPTIONS: tuple[OptionSpec, ...] = (
         help="after SIGTERM, how long a timed-out worker has before SIGKILL (default 5).",
     ),
     OptionSpec(
+        flags=("--run-timeout",),
+        dest="pe_run_timeout",
+        parse=parse_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="end the whole run after SECONDS: running tests are ended as by "
+        "--test-timeout, tests not started are reported as not run, every report is "
+        "written, exit code 2 (0: off).",
+    ),
+    OptionSpec(
+        flags=("--slow-after",),
+        dest="pe_slow_after",
+        parse=parse_slow_after,
+        default=None,
+        metavar="SECONDS|auto",
+        help="print 'SLOW [gw1] test running for N s' for a test still running after "
+        "SECONDS, and again each SECONDS; 'auto': 3 x its predicted duration from the "
+        "timing history, at least 5 s (0: off, the default).",
+    ),
+    OptionSpec(
+        flags=("--max-worker-memory",),
+        dest="pe_max_worker_memory",
+        parse=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="resident memory a worker and its processes may use (500MB, 2GiB): a test "
+        "that takes it past the limit fails with MemoryError and its worker is replaced; "
+        "a worker whose memory grows across tests is replaced between two tests before "
+        "it gets there (0: off).",
+    ),
+    OptionSpec(
+        flags=("--max-worker-tests",),
+        dest="pe_max_worker_tests",
+        parse=parse_non_negative_int,
+        default=None,
+        metavar="N",
+        help="replace a worker after it ran N tests (0: never).",
+    ),
+    OptionSpec(
+        flags=("--fail-on-leak",),
+        dest="pe_fail_on_leak",
+        parse=parse_bool,
+        default="false",
+        metavar="",
+        help="fail the teardown of a test that leaves a process running (such processes "
+        "are always reported, and ended with their worker).",
+        flag=True,
+    ),
+    OptionSpec(
+        flags=("--no-leak-check",),
+        dest="pe_no_leak_check",
+        parse=parse_bool,
+        default="false",
+        metavar="",
+        help="do not look for processes tests leave running (they are still ended with "
+        "their worker).",
+        flag=True,
+    ),
+    OptionSpec(
         flags=("--max-worker-restart",),
         dest="maxworkerrestart",
         parse=parse_non_negative_int,
@@ -412,6 +511,15 @@ class Settings:
     #: ``--test-timeout`` (None: off).
     test_timeout: float | None = None
     timeout_grace: float = 5.0
+    #: ``--run-timeout`` (None: off).
+    run_timeout: float | None = None
+    #: ``--slow-after``: seconds, -1 for ``auto`` (None: off).
+    slow_after: float | None = None
+    #: ``--max-worker-memory`` in bytes (None: off).
+    max_worker_memory: int | None = None
+    max_worker_tests: int | None = None
+    #: Processes tests leave running: ``report``, ``fail`` (``--fail-on-leak``) or ``off``.
+    leak_check: str = "report"
 
     @property
     def forks_workers(self) -> bool:
@@ -564,4 +672,18 @@ def load(config: pytest.Config) -> Settings:
         fail_on_flaky=bool(values["fail_on_flaky"]),
         test_timeout=values["pe_test_timeout"] or None,
         timeout_grace=values["pe_timeout_grace"],
+        run_timeout=values["pe_run_timeout"] or None,
+        slow_after=values["pe_slow_after"] or None,
+        max_worker_memory=values["pe_max_worker_memory"] or None,
+        max_worker_tests=values["pe_max_worker_tests"] or None,
+        leak_check=_leak_check(values["pe_fail_on_leak"], values["pe_no_leak_check"]),
     )
+
+
+def _leak_check(fail: bool | None, off: bool | None) -> str:
+    if fail and off:
+        raise pytest.UsageError(
+            "parallel_exec: --fail-on-leak and --no-leak-check contradict each other; "
+            "give one of them"
+        )
+    return "fail" if fail else "off" if off else "report"

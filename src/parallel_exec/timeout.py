@@ -18,13 +18,19 @@ from typing import Any
 
 import pytest
 
-from .controller.crashes import timeout_message
+from .controller.guards import timeout_message
+from .worker.limits import marker_limit
 
 
 class InProcessTimeout:
-    def __init__(self, limit: float) -> None:
+    """``limit``: ``--test-timeout`` (None: only tests' own limits); ``timeout_marker``:
+    ``@pytest.mark.timeout`` is ours to enforce (pytest-timeout is not installed)."""
+
+    def __init__(self, limit: float | None, timeout_marker: bool) -> None:
         self.limit = limit
+        self.timeout_marker = timeout_marker
         self._previous: Any = None
+        self._armed: float | None = None
 
     @staticmethod
     def available() -> bool:
@@ -34,15 +40,22 @@ class InProcessTimeout:
         __tracebackhide__ = True
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        pytest.fail(timeout_message(self.limit))
+        pytest.fail(timeout_message(self._armed or 0.0))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self._previous = signal.signal(signal.SIGALRM, self._expired)
-        signal.setitimer(signal.ITIMER_REAL, self.limit)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        own = marker_limit(item, self.timeout_marker)
+        limit = (None if own == float("inf") else own) if own > 0 else self.limit
+        if limit:
+            self._armed = limit
+            self._previous = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, limit)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if self._armed is None:
+            return
+        self._armed = None
         signal.setitimer(signal.ITIMER_REAL, 0)
         if self._previous is not None:
             signal.signal(signal.SIGALRM, self._previous)

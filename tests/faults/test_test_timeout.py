@@ -90,7 +90,10 @@ def test_a_timeout_is_the_tests_failure_not_a_worker_crash(runner: PluginRunner)
     assert outcomes.pop("test_a_hung.py::test_hangs") == "failed"
     assert set(outcomes.values()) == {"passed"}, run.output
     assert len(outcomes) == 4
-    assert "was ended: test_a_hung.py::test_hangs ran past --test-timeout" in run.output
+    assert (
+        "was ended: test_a_hung.py::test_hangs reached its time limit (--test-timeout)"
+        in run.output
+    )
     assert "crashed" not in run.output
     assert_no_process_left(run)
 

@@ -28,6 +28,7 @@ from parallel_exec.controller.pool import (
 )
 from parallel_exec.reporting import events
 from parallel_exec.wire import protocol
+from parallel_exec.wire.progress import ProgressEntry
 from parallel_exec.wire.reports import serialize
 
 
@@ -47,6 +48,10 @@ class FakePool:
         self.signals: list[tuple[str, int]] = []
         #: What each worker's progress file would say: (test index, wall-clock start).
         self.running: dict[str, tuple[int, float]] = {}
+        #: A test's own time limit, by worker (as its progress file would say).
+        self.limits: dict[str, float] = {}
+        #: Resident memory of each worker and its processes, in bytes.
+        self.rss: dict[str, int] = {}
         self._serial = 0
 
     def next_worker_id(self) -> str:
@@ -80,7 +85,7 @@ class FakePool:
     def kill(self, worker_id: str) -> None:
         self.killed.append(worker_id)
 
-    def signal(self, worker_id: str, signum: int) -> None:
+    def signal(self, worker_id: str, signum: int, group: bool = False) -> None:
         self.signals.append((worker_id, signum))
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -95,8 +100,12 @@ class FakePool:
     def stderr_excerpt(self, worker_id: str) -> str:
         return self.stderr.get(worker_id, "")
 
-    def running_since(self, worker_id: str) -> tuple[int, float]:
-        return self.running.get(worker_id, (-1, 0.0))
+    def progress(self, worker_id: str) -> ProgressEntry:
+        index, started = self.running.get(worker_id, (-1, 0.0))
+        return ProgressEntry(index, 0, started, self.limits.get(worker_id, 0.0))
+
+    def memory(self, worker_id: str) -> int:
+        return self.rss.get(worker_id, 0)
 
     # ------------------------------------------------------------ what was sent
 

@@ -21,6 +21,8 @@ from parallel_exec.settings import (
     parse_non_negative_int,
     parse_numprocesses,
     parse_seconds,
+    parse_size,
+    parse_slow_after,
 )
 
 # ---------------------------------------------------------------------------- -n
@@ -213,6 +215,12 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--fail-on-flaky": "parallel_exec_fail_on_flaky",
         "--test-timeout": "parallel_exec_test_timeout",
         "--timeout-grace": "parallel_exec_timeout_grace",
+        "--run-timeout": "parallel_exec_run_timeout",
+        "--slow-after": "parallel_exec_slow_after",
+        "--max-worker-memory": "parallel_exec_max_worker_memory",
+        "--max-worker-tests": "parallel_exec_max_worker_tests",
+        "--fail-on-leak": "parallel_exec_fail_on_leak",
+        "--no-leak-check": "parallel_exec_no_leak_check",
         "--max-worker-restart": "parallel_exec_max_worker_restart",
     }
 
@@ -248,3 +256,32 @@ def test_seconds(text: str, seconds: float) -> None:
 def test_seconds_refused(text: str) -> None:
     with pytest.raises(OptionError):
         parse_seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("500MB", 500 * 10**6),
+        ("300mb", 300 * 10**6),
+        ("2GiB", 2 * 2**30),
+        ("1.5 GiB", int(1.5 * 2**30)),
+        ("64KiB", 64 * 2**10),
+        ("1024", 1024),
+        ("0", 0),
+    ],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "MB", "-1MB", "2TB", "lots", "nanGiB", "infMB", "1.2.3MB"])
+def test_sizes_reject_garbage(text: str) -> None:
+    with pytest.raises(OptionError, match="expected a size such as 500MB or 2GiB"):
+        parse_size(text)
+
+
+def test_slow_after_takes_seconds_or_auto() -> None:
+    assert parse_slow_after("auto") == -1.0
+    assert parse_slow_after("30") == 30.0
+    with pytest.raises(OptionError, match="seconds or 'auto'"):
+        parse_slow_after("soon")

@@ -9,6 +9,7 @@ teardown that ends the session's fixtures.  One wording for every case, here onl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from ..reporting.events import describe_exit
 from ..wire import protocol
+from .guards import EndReason
 from .pool import CrashEvidence
 
 Location = tuple[str, int | None, str]
@@ -79,10 +81,6 @@ def lost_at_end_reason(holder: str | None) -> str:
     return f"lost: the run ended without a result for this test ({where})"
 
 
-def timeout_message(limit: float) -> str:
-    return f"Timeout: exceeded {limit:.1f} s"
-
-
 def restarts_exhausted_reason(limit: int) -> str:
     return f"not run: workers crashed and --max-worker-restart ({limit}) is exhausted"
 
@@ -96,6 +94,26 @@ class Attributed:
     location: Location
     #: It ended in the teardown after its last test (the test itself had finished).
     in_teardown: bool
+
+
+def split_captured(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A timed-out worker's stderr since its test began: the stacks, then what the test
+    had captured (``protocol.CAPTURED_SO_FAR`` before each stream), as report sections."""
+    parts = re.split(_CAPTURED_RE, text)
+    sections = [
+        (f"Captured {stream} call", body.strip("\n") + "\n")
+        for stream, body in zip(parts[1::2], parts[2::2], strict=False)
+        if body.strip()
+    ]
+    return parts[0].strip(), sections
+
+
+_CAPTURED_RE = re.compile(
+    "^"
+    + re.escape(protocol.CAPTURED_SO_FAR).replace(re.escape("{stream}"), "(stdout|stderr)")
+    + "$",
+    re.MULTILINE,
+)
 
 
 class CrashAttribution:
@@ -117,24 +135,28 @@ class CrashAttribution:
     def in_teardown(self, index: int) -> bool:
         return index in self._partial
 
-    def timed_out(
-        self, worker_id: str, index: int, nodeid: str, evidence: CrashEvidence, limit: float
+    def ended(
+        self,
+        worker_id: str,
+        index: int,
+        nodeid: str,
+        evidence: CrashEvidence,
+        reason: EndReason,
+        seconds: float,
     ) -> Attributed:
-        """The result of a test its worker was ended for (``--test-timeout``): failed,
-        with the stacks the worker wrote when asked (its stderr since the test began)."""
+        """The result of a test the controller ended its worker for (a timeout, memory):
+        failed, with the stacks the worker wrote when asked (its stderr since the test
+        began) and what the test had captured so far as its captured output."""
         self._partial.pop(index, None)
         location = location_of(nodeid)
-        message = timeout_message(limit)
-        stacks = evidence.stderr_since_test.strip()
+        message = reason.message
+        stacks, sections = split_captured(evidence.stderr_since_test) if reason.stacks else ("", [])
         if stacks:
             message += f"\n\nThe worker's threads when the limit was reached ({worker_id}):\n"
             message += stacks
-        return Attributed(
-            index,
-            (crash_report(nodeid, location, message, "", "call"), closing_report(nodeid, location)),
-            location,
-            in_teardown=False,
-        )
+        failed = _report(nodeid, location, "call", "failed", message, sections)
+        failed.duration = seconds  # it ran that long: the history learns it is long
+        return Attributed(index, (failed, closing_report(nodeid, location)), location, False)
 
     def detail(self, worker_id: str, evidence: CrashEvidence, error: str = "") -> str:
         """What is known beyond the exit code: a start error, a lost exit status."""

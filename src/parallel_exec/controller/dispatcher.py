@@ -45,7 +45,7 @@ from .crashes import (
     restarts_exhausted_reason,
 )
 from .gate import Adopted, Agreed, CollectionGate
-from .guards import DumpStacks, Kill, Terminate, TimeoutGuard
+from .guards import DumpStacks, Ending, Guard, GuardAction, Kill, Slow, Terminate
 from .launcher import Launcher, RestartBudget
 from .nodes import XdistNodes
 from .phase import Phase, RunStatus
@@ -66,6 +66,8 @@ from .retries import RetryBook
 POLL_SECONDS = 0.1
 #: How often the scheduler is told the time (it looks for stragglers then).
 TICK_SECONDS = 0.1
+#: How often workers' memory is sampled (``--max-worker-memory``).
+MEMORY_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,17 @@ class RunConfig:
     #: ``--test-timeout`` (None: off) and ``--timeout-grace``.
     test_timeout: float | None = None
     timeout_grace: float = 5.0
+    #: ``--run-timeout`` (None: off).
+    run_timeout: float | None = None
+    #: ``--slow-after`` (-1: auto; None: off).
+    slow_after: float | None = None
+    #: ``--max-worker-memory`` in bytes and ``--max-worker-tests`` (None: off).
+    max_worker_memory: int | None = None
+    max_worker_tests: int | None = None
+    #: ``report``, ``fail`` or ``off``: processes tests leave running.
+    leak_check: str = "report"
+    #: ``@pytest.mark.timeout`` is ours to enforce (pytest-timeout is not installed).
+    timeout_marker: bool = False
 
 
 class Dispatcher:
@@ -127,7 +140,18 @@ class Dispatcher:
         self.gate = CollectionGate(self.launcher.first_wave, split)
         self.retries = RetryBook(run.retries)
         self.crashes = CrashAttribution()
-        self.guard = TimeoutGuard(run.test_timeout, run.timeout_grace)
+        self.guard = Guard(
+            limit=run.test_timeout,
+            grace=run.timeout_grace,
+            memory=run.max_worker_memory,
+            slow_after=run.slow_after,
+        )
+        #: Workers the guards ended (what they write to stderr from then on is in the
+        #: ended test's report).
+        self.ending: set[str] = set()
+        #: When ``--run-timeout`` ends the run (monotonic clock; None: never).
+        self.deadline: float | None = None
+        self._next_memory_sample = 0.0
         self.scheduler: Scheduler | None = None
         self.nodeids: tuple[str, ...] = ()
         self.index_of: dict[str, int] = {}
@@ -172,6 +196,10 @@ class Dispatcher:
             workerinput=self.nodes.configure(worker_id) if self.nodes is not None else {},
             environment=dict(start) if start is not None else None,
             environment_changes=environment.changes(start, os.environ) if start is not None else {},
+            leak_check=self.run.leak_check,
+            max_tests=self.run.max_worker_tests or 0,
+            memory_limit=self.run.max_worker_memory or 0,
+            timeout_marker=self.run.timeout_marker,
         )
 
     def _work_left(self) -> bool:
@@ -195,8 +223,7 @@ class Dispatcher:
                 if self.scheduler is not None and now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     self._apply(self.scheduler.tick(now))
-                    if self.guard.enabled:
-                        self._guard(now)
+                    self._guard(now)
         except KeyboardInterrupt:
             interrupted = True
             self.status.execution_failed = True
@@ -209,6 +236,8 @@ class Dispatcher:
 
     def start(self) -> None:
         self.stream.publish(events.RunStarted(self.run.run_id, self.run.workers, self.run.strategy))
+        if self.run.run_timeout:
+            self.deadline = time.monotonic() + self.run.run_timeout
         self.launcher.start_first()
         self.pool.stream_output(stdout=self.run.capture_off)
 
@@ -239,9 +268,11 @@ class Dispatcher:
         running = []
         now = time.time()
         for handle in self.pool.alive():
-            index, started = self.pool.running_since(handle.worker_id)
-            if 0 <= index < len(self.nodeids) and index not in self.reported:
-                running.append((handle.worker_id, self.nodeids[index], max(0.0, now - started)))
+            entry = self.pool.progress(handle.worker_id)
+            if 0 <= entry.test < len(self.nodeids) and entry.test not in self.reported:
+                running.append(
+                    (handle.worker_id, self.nodeids[entry.test], max(0.0, now - entry.started))
+                )
         return running
 
     def _next_event(self) -> PoolEvent | None:
@@ -270,6 +301,8 @@ class Dispatcher:
                 self._warn_unresolved(event.worker_id, event.unresolved)
             self._on_message(event.worker_id, event.message)
         elif isinstance(event, OutputLine):
+            if event.stream == "stderr" and event.worker_id in self.ending:
+                return  # its stacks and captured output: the ended test's report has them
             self.stream.publish(events.WorkerOutput(event.worker_id, event.stream, event.text))
         elif isinstance(event, ChannelClosed):
             if self.pool.workers[event.worker_id].state is not WorkerState.FINISHED:
@@ -448,7 +481,7 @@ class Dispatcher:
         """The accounting invariant: every collected test has exactly one result.  A run
         that was not stopped and still misses one reports it as lost (an error), so the
         exit code cannot be 0; a stopped run counts the rest as not run."""
-        if self.status.stopped or not self.nodeids:
+        if not self.nodeids or (self.status.stopped and not self.status.deadline):
             return
         for index in range(len(self.nodeids)):
             if index in self.reported:
@@ -458,6 +491,11 @@ class Dispatcher:
                 holder = next(
                     (w for w in self.pool.workers if index in self.scheduler.pending(w)), None
                 )
+            if self.status.deadline:
+                # --run-timeout: every test that did not run says why, in every report.
+                why = f"not run: {self.status.stop_reason}"
+                self._publish_not_run(index, holder or "-", why, "", origin="not-run")
+                continue
             stderr = self.pool.stderr_excerpt(holder) if holder is not None else ""
             self._publish_not_run(
                 index, holder or "-", lost_at_end_reason(holder), stderr, origin="lost"
@@ -565,6 +603,7 @@ class Dispatcher:
         # Finished tests (and retries) first: the scheduler must know what a worker still
         # holds before it decides what the worker's request for more work gets.
         finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]] = []
+        leaked = [(r.nodeid, pid, cmd) for r in message.tests for pid, cmd in r.leaked]
         for record in message.tests:
             index = self.index_of[record.nodeid]
             self._test_started(worker_id, index, record.started_at)
@@ -598,6 +637,10 @@ class Dispatcher:
             )
         if running is not None and running not in self.reported:
             self._test_started(worker_id, running, message.running_since)
+        for nodeid, pid, command in leaked:
+            self.stream.publish(events.ProcessLeaked(worker_id, nodeid, pid, command))
+        if message.retiring:
+            self._retire(worker_id, message.retiring)
 
     def _test_started(self, worker_id: str, index: int, started_at: float) -> None:
         if index not in self.started:
@@ -661,16 +704,17 @@ class Dispatcher:
         detail = self.crashes.detail(worker_id, evidence, self.errors.get(worker_id, ""))
         crashed: int | None = None
         in_teardown = rerun = False
-        timed_out = self.guard.ended(worker_id)
+        ended = self.guard.ended(worker_id)
+        ended_for, reason = (ended.index, ended.reason) if ended is not None else (None, None)
         if self.scheduler is not None:
             running = evidence.running
             if running in self.scheduler.pending(worker_id):
                 crashed = running
                 in_teardown = self.crashes.in_teardown(running)
-                if running not in self.reported and running == timed_out:
-                    limit = self.run.test_timeout or 0.0
-                    result = self.crashes.timed_out(
-                        worker_id, running, self.nodeids[running], evidence, limit
+                if running not in self.reported and running == ended_for and reason is not None:
+                    seconds = max(0.0, time.time() - ended.since) if ended else 0.0
+                    result = self.crashes.ended(
+                        worker_id, running, self.nodeids[running], evidence, reason, seconds
                     )
                     self._publish_test(
                         worker_id, running, result.reports, location=result.location, origin="crash"
@@ -702,7 +746,7 @@ class Dispatcher:
                 nodeid=self.nodeids[crashed] if crashed is not None else None,
                 stderr_tail=evidence.stderr_since_test,
                 in_teardown=in_teardown,
-                timed_out=timed_out is not None and crashed == timed_out,
+                ended_by=reason.kind if reason is not None and crashed == ended_for else "",
             )
         )
         if self.status.stopped:
@@ -724,9 +768,11 @@ class Dispatcher:
                     )
                 )
             return
-        # A worker ended for a timeout is replaced outside --max-worker-restart: the
-        # test failed, the worker did not crash.
-        self._ensure_capacity(lost=worker_id, counted=timed_out is None)
+        if ended is not None:
+            # Ended for a test's limit: the test failed, the worker did not crash.
+            self._replace(worker_id)
+        else:
+            self._ensure_capacity(lost=worker_id)
 
     def _rerun_after_crash(self, index: int, reports: tuple[Any, ...], in_teardown: bool) -> bool:
         """``pytest_handlecrashitem``: a plugin (pytest-rerunfailures) may run the test
@@ -741,29 +787,88 @@ class Dispatcher:
         return True
 
     def _guard(self, now: float) -> None:
-        """``--test-timeout``: look at what each worker runs; carry out the guard's
-        decisions (stacks, SIGTERM, SIGKILL after the grace period)."""
+        """The guards: look at what each worker runs (its time, its memory, the run's
+        deadline) and carry out the guard's decisions."""
+        if self.deadline is not None and now >= self.deadline and not self.status.stopped:
+            self.deadline = None
+            limit = self.run.run_timeout or 0.0
+            self.guard.deadline(limit)
+            self.status.deadline_passed(limit)
+            self._stop_workers(self.status.stop_reason or "")
+        sample = self.run.max_worker_memory is not None and now >= self._next_memory_sample
+        if sample:
+            self._next_memory_sample = now + MEMORY_SECONDS
         wall = time.time()
         for handle in self.pool.alive():
             worker_id = handle.worker_id
-            index, since = self.pool.running_since(worker_id)
-            if index in self.reported:
+            entry = self.pool.progress(worker_id)
+            index = entry.test
+            if not 0 <= index < len(self.nodeids) or index in self.reported:
                 index = -1
-            for action in self.guard.check(worker_id, index, since, wall, now):
-                if isinstance(action, DumpStacks):
-                    ending = self.guard.ending(worker_id)
-                    if ending is not None and 0 <= ending < len(self.nodeids):
-                        limit = self.run.test_timeout or 0.0
-                        self.stream.publish(
-                            events.TestTimedOut(worker_id, self.nodeids[ending], limit)
-                        )
-                    signum = getattr(signal, protocol.STACKS_SIGNAL, None)
-                    if signum is not None:
-                        self.pool.signal(worker_id, signum)
-                elif isinstance(action, Terminate):
-                    self.pool.signal(worker_id, signal.SIGTERM)
-                elif isinstance(action, Kill):
-                    self.pool.kill(worker_id)
+            actions = self.guard.check(
+                worker_id, index, entry.started, wall, now, entry.limit, self._predicted(index)
+            )
+            if sample:
+                rss = self.pool.memory(worker_id)
+                actions += self.guard.sample_memory(worker_id, index, rss, now, entry.started)
+            for action in actions:
+                self._carry_out(action)
+
+    def _carry_out(self, action: GuardAction) -> None:
+        worker_id = action.worker
+        if isinstance(action, Ending):
+            self.ending.add(worker_id)
+            self.stream.publish(
+                events.TestLimitReached(
+                    worker_id, self.nodeids[action.index], action.reason.kind, action.reason.message
+                )
+            )
+        elif isinstance(action, DumpStacks):
+            signum = getattr(signal, protocol.STACKS_SIGNAL, None)
+            if signum is not None:
+                self.pool.signal(worker_id, signum)
+        elif isinstance(action, Terminate):
+            self.pool.signal(worker_id, signal.SIGTERM, group=True)
+        elif isinstance(action, Kill):
+            self.pool.kill(worker_id)
+        elif isinstance(action, Slow):
+            self.stream.publish(
+                events.TestSlow(worker_id, self.nodeids[action.index], action.seconds)
+            )
+
+    def _predicted(self, index: int) -> float | None:
+        if index < 0 or self.run.slow_after is None:
+            return None
+        timing = self.timings.get(self.nodeids[index])
+        return timing.mean if timing is not None else None
+
+    def _retire(self, worker_id: str, reason: str) -> None:
+        """The worker ends between two tests (``--max-worker-tests``, its memory): the
+        tests it holds go back to the scheduler, and another worker replaces it."""
+        handle = self.pool.workers[worker_id]
+        if handle.state in (WorkerState.FINISHED, WorkerState.CRASHED):
+            return
+        handle.state = WorkerState.STOPPING
+        self.running.discard(worker_id)
+        if self.scheduler is not None:
+            self._apply(self.scheduler.worker_lost(worker_id, None))
+        self.stream.publish(events.WorkerRecycled(worker_id, reason))
+        self._replace(worker_id)
+
+    def _replace(self, worker_id: str) -> None:
+        """A worker the controller ended, or that retired, is replaced outside
+        ``--max-worker-restart`` while work is waiting (the others may not take it all)."""
+        if self.status.stopped or self.scheduler is None or not self.scheduler.unassigned:
+            return
+        live = [
+            h
+            for h in self.pool.alive()
+            if h.worker_id != worker_id
+            and h.state is not WorkerState.STOPPING
+            and h.worker_id not in self.drained
+        ]
+        if len(live) < self.target:
+            self.launcher.replace(worker_id, counted=False)
 
     def _ensure_capacity(self, lost: str | None = None, counted: bool = True) -> None:
         """Work is waiting and no live worker takes work: start one, or report what can no

@@ -50,6 +50,8 @@ class RunStatus:
         self.internal_errors: list[tuple[str, str]] = []
         #: Something other than a test's outcome went wrong (for the outcome record).
         self.execution_failed = False
+        #: ``--run-timeout`` ended the run (exit code 2, as an interrupted run).
+        self.deadline = False
 
     @property
     def stopped(self) -> bool:
@@ -82,6 +84,12 @@ class RunStatus:
             self.fatal = error
         return self.stop("error")
 
+    def deadline_passed(self, limit: float) -> bool:
+        """``--run-timeout``: the run stops; it ends as interrupted."""
+        self.deadline = True
+        self.execution_failed = True
+        return self.stop(f"the run reached --run-timeout {limit:.1f} s")
+
     def exit_requested(self, message: protocol.Exited) -> bool:
         if self.exit_request is None:
             self.exit_request = message
@@ -103,6 +111,8 @@ class RunStatus:
             raise session.Interrupted(message.splitlines()[0])
         if self.exit_request is not None:
             pytest.exit(self.exit_request.reason, self.exit_request.returncode)
+        if self.deadline:
+            raise session.Interrupted(self.stop_reason or "--run-timeout")
         if self.collection_failed:
             count = session.testsfailed
             raise session.Interrupted(f"{count} error{'s' if count != 1 else ''} during collection")

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import execnet
 
 from ..wire import protocol
+from ..wire.progress import NOTHING, ProgressEntry
 from . import forkserver
 from .transports import (
     ForkServerTransport,
@@ -125,7 +126,7 @@ class Pool(Protocol):
 
     def kill(self, worker_id: str) -> None: ...
 
-    def signal(self, worker_id: str, signum: int) -> None: ...
+    def signal(self, worker_id: str, signum: int, group: bool = False) -> None: ...
 
     def shutdown(self, timeout: float = 5.0) -> None: ...
 
@@ -135,7 +136,9 @@ class Pool(Protocol):
 
     def stderr_excerpt(self, worker_id: str) -> str: ...
 
-    def running_since(self, worker_id: str) -> tuple[int, float]: ...
+    def progress(self, worker_id: str) -> ProgressEntry: ...
+
+    def memory(self, worker_id: str) -> int: ...
 
 
 @dataclass
@@ -276,12 +279,12 @@ class WorkerPool:
         transport = handle.transport
         if transport is None:  # it never started
             return CrashEvidence(exit_code, False, -1, "", "")
-        running, stderr_at, _ = transport.running(handle.files_base)
+        entry = transport.running(handle.files_base)
         return CrashEvidence(
             exit_code=exit_code,
             status_lost=transport.status_lost(handle.process),
-            running=running,
-            stderr_since_test=transport.stderr(handle.files_base, stderr_at),
+            running=entry.test,
+            stderr_since_test=transport.stderr(handle.files_base, entry.stderr_at),
             stderr=transport.stderr(handle.files_base),
         )
 
@@ -290,13 +293,13 @@ class WorkerPool:
         handle = self.workers[worker_id]
         return handle.transport.stderr(handle.files_base) if handle.transport else ""
 
-    def running_since(self, worker_id: str) -> tuple[int, float]:
-        """The canonical index of the test the worker runs (-1: none) and its start."""
+    def progress(self, worker_id: str) -> ProgressEntry:
+        """The test the worker runs (its canonical index, -1: none), since when, and its
+        own time limit."""
         handle = self.workers[worker_id]
         if handle.transport is None:  # it never started
-            return -1, 0.0
-        index, _, started = handle.transport.running(handle.files_base)
-        return index, started
+            return NOTHING
+        return handle.transport.running(handle.files_base)
 
     def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
         handle = self.workers[worker_id]
@@ -363,18 +366,24 @@ class WorkerPool:
 
     def kill(self, worker_id: str) -> None:
         handle = self.workers.get(worker_id)
-        if handle is not None and handle.process is not None and handle.process.poll() is None:
-            with contextlib.suppress(OSError):
-                handle.process.kill()
+        if handle is not None and handle.transport is not None:
+            handle.transport.kill(handle.process, handle.pid)
 
-    def signal(self, worker_id: str, signum: int) -> None:
-        """Send a signal to a live worker (its stacks, a SIGTERM); SIGKILL is ``kill``."""
+    def signal(self, worker_id: str, signum: int, group: bool = False) -> None:
+        """Send a signal to a live worker (its stacks), or to its process group (a
+        SIGTERM: the test's processes too); SIGKILL is ``kill``."""
         handle = self.workers.get(worker_id)
         if handle is None or not handle.pid or handle.process is None:
             return
-        if handle.process.poll() is None:
-            with contextlib.suppress(OSError):
-                os.kill(handle.pid, signum)
+        if handle.transport is not None and handle.process.poll() is None:
+            handle.transport.signal(handle.pid, signum, group)
+
+    def memory(self, worker_id: str) -> int:
+        """Resident memory of the worker and the processes it started (0: unknown)."""
+        handle = self.workers.get(worker_id)
+        if handle is None or not handle.pid or handle.transport is None:
+            return 0
+        return handle.transport.memory(handle.pid)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker: a clean exit where possible, a kill after ``timeout``."""
@@ -392,7 +401,7 @@ class WorkerPool:
                 with contextlib.suppress(Exception):
                     handle.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for worker_id in list(self.workers):
-            self.kill(worker_id)
+            self.kill(worker_id)  # and what its tests left in its process group
         for transport in self._transports:
             transport.close(timeout)
         shutil.rmtree(self.run_dir, ignore_errors=True)

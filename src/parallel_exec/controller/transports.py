@@ -11,10 +11,13 @@ run directory; a transport to another machine would gather the same data there.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..wire.progress import ProgressFile
+from .. import processes
+from ..wire.progress import ProgressEntry, ProgressFile
 from .forkserver import ForkServer
 
 #: What the controller reads of a worker's stderr: head and tail beyond this.
@@ -65,6 +68,11 @@ class LocalTransport:
     name = "local"
     package_parent = str(Path(__file__).resolve().parent.parent.parent)
 
+    def __init__(self) -> None:
+        self._watermark = processes.PidWatermark()
+        self._snapshot: list[processes.ProcessInfo] | None = None
+        self._owned: dict[int, list[int]] = {}
+
     def open(self, group: Any, worker_id: str, nice: int) -> tuple[Any, WorkerProcess, str]:
         """Start a worker: its gateway, its process and the code that enters ``main``."""
         raise NotImplementedError
@@ -72,9 +80,37 @@ class LocalTransport:
     def close(self, timeout: float) -> None:
         """End what the transport itself started (the fork server)."""
 
-    def running(self, files_base: str) -> tuple[int, int, float]:
-        """``(test index, stderr offset, start time)`` from the worker's progress file."""
+    def running(self, files_base: str) -> ProgressEntry:
+        """The test the worker runs, from its progress file."""
         return ProgressFile.read_full(files_base + ".progress")
+
+    def kill(self, process: WorkerProcess | None, pid: int | None) -> None:
+        """The one way a worker is killed: the process, then every process left in its
+        group (what its tests started; the worker leads a group of its own)."""
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()
+        if pid:
+            processes.kill_group(pid, signal.SIGKILL)
+
+    def signal(self, pid: int, signum: int, group: bool) -> None:
+        """A signal to a live worker (its stacks), or to its whole group (SIGTERM)."""
+        if group:
+            processes.kill_group(pid, signum)
+        else:
+            processes.kill([pid], signum)
+
+    def memory(self, pid: int) -> int:
+        """Resident memory of a worker and of the processes it started, in bytes.  The
+        machine's processes are looked at again only when one was created since."""
+        if self._watermark.moved() or self._snapshot is None:
+            self._snapshot = processes.snapshot()
+            self._owned.clear()
+        owned = self._owned.get(pid)
+        if owned is None:
+            owned = [info.pid for info in processes.owned_by(pid, self._snapshot, pid)]
+            self._owned[pid] = owned
+        return processes.rss([pid, *owned])
 
     def stderr(self, files_base: str, start: int = 0) -> str:
         return read_excerpt(files_base + ".err", start)
@@ -103,6 +139,7 @@ class ForkServerTransport(LocalTransport):
     name = "forkserver"
 
     def __init__(self, server: ForkServer) -> None:
+        super().__init__()
         self.server = server
 
     def open(self, group: Any, worker_id: str, nice: int) -> tuple[Any, WorkerProcess, str]:

@@ -69,6 +69,13 @@ class LearningOutcome(BaseModel):
     retries: int = 0
     flaky_tests: list[str] = Field(default_factory=list)
     worker_failures: int = 0
+    #: What the guards did (``--test-timeout``/``--run-timeout``, ``--max-worker-memory``,
+    #: ``--slow-after``, ``--max-worker-tests``, leaked processes).
+    timed_out: int = Field(0, description="tests ended for running past their time limit")
+    over_memory: int = Field(0, description="tests ended for passing --max-worker-memory")
+    slow_tests: int = Field(0, description="tests reported slow (--slow-after)")
+    recycled_workers: int = Field(0, description="workers replaced between two tests")
+    leaked_processes: int = Field(0, description="processes tests left running")
     reward: float = Field(ge=0.0, le=1.0)
 
 
@@ -161,6 +168,7 @@ def summarize(
     predicted_makespan: float | None = None,
     retries: int = 0,
     flaky_tests: Sequence[str] = (),
+    guards: Mapping[str, int] | None = None,
 ) -> LearningOutcome:
     counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     for test in tests:
@@ -207,6 +215,7 @@ def summarize(
         retries=retries,
         flaky_tests=list(flaky_tests),
         worker_failures=worker_failures,
+        **(guards or {}),  # type: ignore[arg-type]
         reward=grade(
             all_complete=all_complete,
             all_passed=all_passed,

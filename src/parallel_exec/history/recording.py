@@ -126,6 +126,9 @@ class OutcomeRecorder:
         self.flaky: list[str] = []
         self.retries = 0
         self.worker_failures = 0
+        #: What the guards did, by ``LearningOutcome`` field.
+        self.guards: dict[str, int] = {}
+        self._slow: set[str] = set()
         self.started = time.monotonic()
         self.last_result = self.started
         self.run: events.RunStarted | None = None
@@ -144,7 +147,7 @@ class OutcomeRecorder:
             self.retries += len(event.attempts)
             if event.flaky:
                 self.flaky.append(event.nodeid)
-            if event.origin == "worker":
+            if event.origin == "worker" or event.duration > 0:  # a test ended by a guard too
                 self.tests.append(
                     RanTest(
                         event.nodeid,
@@ -158,10 +161,23 @@ class OutcomeRecorder:
             self.predictions = event.predictions
             self.predicted_makespan = event.predicted_makespan
             self.workers = event.workers
-        elif isinstance(event, events.WorkerCrashed) and not event.timed_out:
+        elif isinstance(event, events.WorkerCrashed) and not event.ended_by:
             self.worker_failures += 1  # a timeout is the test's failure, not the worker's
+        elif isinstance(event, events.TestLimitReached):
+            self._count("over_memory" if event.kind == "memory" else "timed_out")
+        elif isinstance(event, events.TestSlow):
+            if event.nodeid not in self._slow:
+                self._slow.add(event.nodeid)
+                self._count("slow_tests")
+        elif isinstance(event, events.WorkerRecycled):
+            self._count("recycled_workers")
+        elif isinstance(event, events.ProcessLeaked):
+            self._count("leaked_processes")
         elif isinstance(event, events.RunFinished):
             self._finish(event)
+
+    def _count(self, what: str) -> None:
+        self.guards[what] = self.guards.get(what, 0) + 1
 
     def _finish(self, event: events.RunFinished) -> None:
         run = self.run
@@ -181,6 +197,7 @@ class OutcomeRecorder:
             predicted_makespan=self.predicted_makespan,
             retries=self.retries,
             flaky_tests=self.flaky,
+            guards=self.guards,
         )
         record = self.outcome.model_dump(mode="json")
         flaky = set(self.flaky)
@@ -214,6 +231,9 @@ class OutcomeRecorder:
             f"({o.strategy}), wall {o.wall_time:.2f}s for {o.sequential_estimate:.2f}s of tests: "
             f"speedup {o.speedup:.2f}x, efficiency {o.efficiency:.0%}"
         ]
+        guards = guard_summary(o)
+        if guards:
+            lines.append(f"parallel_exec: {guards}")
         hint = self._hint()
         if hint:
             lines.append(f"parallel_exec: {hint}")
@@ -260,3 +280,30 @@ class OutcomeRecorder:
                 "than it saves; fewer workers (-n) may be as fast"
             )
         return None
+
+
+def guard_summary(outcome: LearningOutcome) -> str | None:
+    """What the guards did, in one line (None: nothing)."""
+
+    def counted(count: int, one: str, many: str) -> str | None:
+        return f"{count} {one if count == 1 else many}" if count else None
+
+    parts = [
+        counted(outcome.timed_out, "test timed out", "tests timed out"),
+        counted(
+            outcome.over_memory, "test over --max-worker-memory", "tests over --max-worker-memory"
+        ),
+        counted(outcome.slow_tests, "slow test", "slow tests"),
+        counted(
+            outcome.recycled_workers,
+            "worker replaced between tests",
+            "workers replaced between tests",
+        ),
+        counted(
+            outcome.leaked_processes,
+            "process left running by a test",
+            "processes left running by tests",
+        ),
+    ]
+    found = [p for p in parts if p]
+    return ", ".join(found) if found else None

@@ -44,15 +44,49 @@ class WorkerStarted:
 
 
 @dataclass(frozen=True)
-class TestTimedOut:
-    """A test ran past ``--test-timeout``: its worker is being ended (stacks, SIGTERM,
-    SIGKILL after the grace period); its result follows as a ``TestFinished``."""
+class TestLimitReached:
+    """A test reached a limit the controller enforces: it ran past ``--test-timeout``
+    (``kind`` ``timeout``) or the run's ``--run-timeout`` (``run-timeout``), or its worker
+    passed ``--max-worker-memory`` (``memory``).  Its worker is being ended (stacks,
+    SIGTERM, SIGKILL after the grace period; at once for memory); its result follows as
+    a ``TestFinished`` failed with ``message``."""
 
     __test__ = False  # not a test class, whatever its name
 
     worker_id: str
     nodeid: str
-    limit: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TestSlow:
+    """A test runs for ``seconds`` already (``--slow-after``), said once per period."""
+
+    __test__ = False
+
+    worker_id: str
+    nodeid: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ProcessLeaked:
+    """A test left a process running after its teardown (it is ended with the worker)."""
+
+    worker_id: str
+    nodeid: str
+    pid: int
+    command: str
+
+
+@dataclass(frozen=True)
+class WorkerRecycled:
+    """A worker retired between two tests and is replaced (``--max-worker-tests``, or
+    its memory grew near ``--max-worker-memory``): nothing failed."""
+
+    worker_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -270,6 +304,14 @@ class WorkerOutput:
     text: str
 
 
+#: The option of each kind of limit (``TestLimitReached.kind``).
+LIMIT_OPTIONS = {
+    "timeout": "its time limit (--test-timeout)",
+    "run-timeout": "--run-timeout",
+    "memory": "--max-worker-memory",
+}
+
+
 @dataclass(frozen=True)
 class WorkerCrashed:
     worker_id: str
@@ -279,14 +321,16 @@ class WorkerCrashed:
     #: It ended in the teardown after its last test (``nodeid``), which ends the
     #: session's fixtures: the test itself had finished.
     in_teardown: bool = False
-    #: The controller ended it: ``nodeid`` ran past ``--test-timeout``.
-    timed_out: bool = False
+    #: The controller ended it for ``nodeid``: ``TestLimitReached.kind`` (empty: it
+    #: was not ended, it crashed).
+    ended_by: str = ""
 
     @property
     def description(self) -> str:
         """``crashed while running <test> (exit code N)``: one wording for every writer."""
-        if self.timed_out:
-            what = f"was ended: {self.nodeid} ran past --test-timeout"
+        if self.ended_by:
+            limit = LIMIT_OPTIONS.get(self.ended_by, self.ended_by)
+            what = f"was ended: {self.nodeid} reached {limit}"
         elif self.in_teardown:
             what = f"ended in the session teardown after {self.nodeid}"
         elif self.nodeid:
@@ -346,7 +390,10 @@ RunEvent = (
     | WorkerFinished
     | RunPlanned
     | TestStarted
-    | TestTimedOut
+    | TestLimitReached
+    | TestSlow
+    | ProcessLeaked
+    | WorkerRecycled
     | RunNotice
     | InternalError
     | CollectionFinished

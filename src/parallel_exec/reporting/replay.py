@@ -85,11 +85,22 @@ class HookReplay:
         elif isinstance(event, events.WorkerOutput):
             if self._stream_output or event.stream == "stderr":
                 self._write_line(f"[{event.worker_id}] {event.text}")
-        elif isinstance(event, events.TestTimedOut):
+        elif isinstance(event, events.TestLimitReached):
+            label = "MEMORY" if event.kind == "memory" else "TIMEOUT"
             self._write_line(
-                f"[{event.worker_id}] TIMEOUT {event.nodeid} ran past {event.limit:.1f} s: "
-                "its worker is ended (stacks in the report) and replaced"
+                f"[{event.worker_id}] {label} {event.nodeid}: {event.message}; its worker is ended"
             )
+        elif isinstance(event, events.TestSlow):
+            self._write_line(
+                f"SLOW [{event.worker_id}] {event.nodeid} running for {event.seconds:.0f} s"
+            )
+        elif isinstance(event, events.ProcessLeaked):
+            self._write_line(
+                f"[{event.worker_id}] LEAK {event.nodeid} left process {event.pid} "
+                f"{event.command!r} running (ended with its worker)"
+            )
+        elif isinstance(event, events.WorkerRecycled):
+            self._write_line(f"[{event.worker_id}] worker replaced: {event.reason}")
         elif isinstance(event, events.WorkerCrashed):
             self._write_line(f"[{event.worker_id}] worker {event.description}")
         elif isinstance(event, events.RunNotice):

@@ -1,9 +1,10 @@
 """The progress file: a worker's crash evidence that does not depend on the worker.
 
-Twenty-four bytes, ``<qqd``: the controller's index of the test in progress (-1
-between tests), the size of the worker's stderr file when that test began, and when it
-began.  The worker writes it; the controller (or a transport on the worker's machine)
-reads it after a crash or at a Ctrl-C.
+Thirty-two bytes, ``<qqdd``: the controller's index of the test in progress (-1
+between tests), the size of the worker's stderr file when that test began, when it
+began, and the test's own time limit (0: the run's ``--test-timeout``).  The worker
+writes it; the controller (or a transport on the worker's machine) reads it after a
+crash, at a Ctrl-C, and while the test runs (its guards).
 """
 
 from __future__ import annotations
@@ -11,9 +12,22 @@ from __future__ import annotations
 import os
 import struct
 import time
+from typing import NamedTuple
 
-PROGRESS_FORMAT = struct.Struct("<qqd")
+PROGRESS_FORMAT = struct.Struct("<qqdd")
 IDLE = -1
+
+
+class ProgressEntry(NamedTuple):
+    #: The controller's index of the test in progress (-1: none).
+    test: int
+    stderr_at: int
+    started: float
+    #: The test's own limit in seconds (0: the run's).
+    limit: float
+
+
+NOTHING = ProgressEntry(IDLE, 0, 0.0, 0.0)
 
 
 class ProgressFile:
@@ -29,30 +43,29 @@ class ProgressFile:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.write(IDLE)
 
-    def write(self, index: int) -> None:
+    def write(self, index: int, limit: float = 0.0) -> None:
         stderr_at = os.fstat(self._stderr_fd).st_size if index != IDLE else 0
         started = time.time() if index != IDLE else 0.0
-        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at, started), 0)
+        os.pwrite(self._fd, PROGRESS_FORMAT.pack(index, stderr_at, started, limit), 0)
 
     @staticmethod
-    def read_full(path: str) -> tuple[int, int, float]:
-        """``(index, stderr offset, start time)``; ``(-1, 0, 0.0)`` when there is nothing
-        to read."""
+    def read_full(path: str) -> ProgressEntry:
+        """What the file says (``NOTHING`` when there is nothing to read)."""
         try:
             with open(path, "rb") as fh:
                 data = fh.read(PROGRESS_FORMAT.size)
         except OSError:
-            return IDLE, 0, 0.0
+            return NOTHING
         if len(data) != PROGRESS_FORMAT.size:
-            return IDLE, 0, 0.0
-        index, stderr_at, started = PROGRESS_FORMAT.unpack(data)
-        return int(index), int(stderr_at), float(started)
+            return NOTHING
+        index, stderr_at, started, limit = PROGRESS_FORMAT.unpack(data)
+        return ProgressEntry(int(index), int(stderr_at), float(started), float(limit))
 
     @classmethod
     def read_entry(cls, path: str) -> tuple[int, int]:
         """``(index, stderr offset)``; ``(-1, 0)`` when there is nothing to read."""
-        index, stderr_at, _ = cls.read_full(path)
-        return index, stderr_at
+        entry = cls.read_full(path)
+        return entry.test, entry.stderr_at
 
     @classmethod
     def read(cls, path: str) -> int:

@@ -22,11 +22,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: The signal (by name) on which a worker writes every thread's stack to its stderr file:
 #: the controller sends it before it ends a test that ran past ``--test-timeout``.
 STACKS_SIGNAL = "SIGUSR1"
+#: The line before what a test had captured when its stacks were asked for.
+CAPTURED_SO_FAR = "--- parallel_exec: captured {stream} of the test so far ---"
 
 # ---------------------------------------------------------------- controller -> worker
 
@@ -67,6 +69,15 @@ class WorkerSetup:
     #: What the controller changed in it since (None: removed); the worker takes the
     #: changes its own set-up did not make (see ``wire/environment.py``).
     environment_changes: dict[str, str | None] = field(default_factory=dict)
+    #: Processes a test leaves running: ``report`` them, ``fail`` its teardown, or ``off``.
+    leak_check: str = "report"
+    #: Retire after this many tests (0: never; ``--max-worker-tests``).
+    max_tests: int = 0
+    #: ``--max-worker-memory`` in bytes (0: none): the worker retires between tests
+    #: before its memory reaches it (the controller fails a test that passes it).
+    memory_limit: int = 0
+    #: ``@pytest.mark.timeout`` sets a test's limit (pytest-timeout is not installed).
+    timeout_marker: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,8 @@ class TestRecord:
     partial: bool = False
     #: When the test began, on the worker's clock (``time.time()``).
     started_at: float = 0.0
+    #: Processes it started and left running: ``(pid, command)`` each.
+    leaked: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,9 @@ class Progress:
     running: str | None = None
     #: When ``running`` began (or begins: now), on the worker's clock (``time.time()``).
     running_since: float = 0.0
+    #: The worker retires after these tests (why; empty: it does not): it runs nothing
+    #: more and ends its session, and the tests it still holds go back to the scheduler.
+    retiring: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from .. import processes
 from .._pytest_compat import ensure_unconfigure, prepare_config
 from .._version import __version__
 from ..wire import protocol
@@ -52,13 +53,35 @@ _hard_exit = os._exit
 _stderr_file_fd = 2
 
 
+_config: pytest.Config | None = None
+
+
 def _stacks_on_request() -> None:
     """On ``protocol.STACKS_SIGNAL`` faulthandler writes every thread's stack to the
     stderr file itself (the descriptor that stays on it while pytest captures fd 2), from
-    its own C handler: it works while the test is stuck in C code."""
+    its own C handler: it works while the test is stuck in C code.  It then chains to a
+    Python handler that adds what the test captured so far, when the main thread gets
+    back to Python code (a ``sleep`` is interrupted for it; C code that never returns
+    keeps it from running)."""
     signum = getattr(signal, protocol.STACKS_SIGNAL, None)
     if signum is not None:
-        faulthandler.register(signum, file=_stderr_file_fd, all_threads=True)
+        signal.signal(signum, _captured_on_request)
+        faulthandler.register(signum, file=_stderr_file_fd, all_threads=True, chain=True)
+
+
+def _captured_on_request(signum: int, frame: Any) -> None:
+    capman = _config.pluginmanager.get_plugin("capturemanager") if _config else None
+    if capman is None:
+        return
+    try:
+        out, err = capman.read_global_capture()
+    except Exception:
+        return
+    for label, text in (("stdout", out), ("stderr", err)):
+        if text:
+            header = protocol.CAPTURED_SO_FAR.format(stream=label)
+            os.write(_stderr_file_fd, f"\n{header}\n".encode())
+            os.write(_stderr_file_fd, text.encode("utf-8", "replace"))
 
 
 def _watch_parent(controller_pid: int) -> None:
@@ -156,6 +179,7 @@ def _make_config(setup: protocol.WorkerSetup) -> pytest.Config:
 
 def main(channel: Any) -> None:
     """Entry point inside the worker process (called by ``bootstrap_source``)."""
+    processes.lead_own_group()  # what its tests start can be ended with it
     setup = protocol.decode(channel.receive())
     assert isinstance(setup, protocol.WorkerSetup)
     channel.send(
@@ -184,6 +208,8 @@ def main(channel: Any) -> None:
     worker_id = setup.worker_id
     try:
         config = _make_config(setup)
+        global _config
+        _config = config
         config.workerinput = {  # type: ignore[attr-defined]
             "workerid": worker_id,
             "workercount": setup.worker_count,
@@ -206,6 +232,8 @@ def main(channel: Any) -> None:
                 )
             )
         )
+        # What its tests started and left running ends with it.
+        processes.end_descendants(os.getpid())
     except BaseException as exc:
         if isinstance(exc, pytest.UsageError):
             error = protocol.WorkerError(worker_id, str(exc), "usage")

@@ -26,6 +26,7 @@ from ..wire import environment, protocol
 from ..wire.progress import IDLE, ProgressFile
 from ..wire.reports import serialize
 from .collection import SplitCollection
+from .limits import LeakWatch, Retirement, marker_limit
 
 #: Ask for more work when this many tests or fewer are left in the local queue.
 LOW_WATER = 2
@@ -132,6 +133,15 @@ class WorkerSession:
         self.phase_output = PhaseOutput()
         #: The controller's number for each assigned test, written to the progress file.
         self._index_of: dict[str, int] = {}
+        #: Processes tests leave running (None: not looked for).
+        self.leaks: LeakWatch | None = None
+        if setup.leak_check != "off":
+            self.leaks = LeakWatch(fail=setup.leak_check == "fail")
+            config.pluginmanager.register(self.leaks, "parallel_exec_leaks")
+        self.retirement = Retirement(setup.max_tests, setup.memory_limit)
+        #: Why this worker retires (empty: it does not), and whether it said so.
+        self.retiring = ""
+        self._said_retiring = False
         channel.setcallback(self._on_message, endmarker=None)
 
     # ------------------------------------------------------------ channel
@@ -193,6 +203,7 @@ class WorkerSession:
             or self._batch_warnings
             or want_more
             or self._told_running != (running is not None)
+            or (self.retiring and not self._said_retiring)
         ):
             return
         message = protocol.Progress(
@@ -203,6 +214,7 @@ class WorkerSession:
             queued=len(self._queue),
             running=running.nodeid if running is not None else None,
             running_since=self._started_at if running is self._running else time.time(),
+            retiring=self.retiring,
         )
         try:
             payload = protocol.encode(message)
@@ -213,6 +225,7 @@ class WorkerSession:
         self._last_flush = time.monotonic()
         self.channel.send(payload)
         self._told_running = running is not None
+        self._said_retiring = bool(self.retiring)
 
     def _flush_while_running(self) -> None:
         """Runs on a thread of its own: what finished must not wait in the batch while
@@ -377,6 +390,11 @@ class WorkerSession:
                 self._run_one(item, nextitem)
                 if (session.shouldfail or session.shouldstop) and self.setup.stop_on_failure:
                     break  # -x, --maxfail, stepwise: the same stop as a serial loop
+                retiring = self.retirement.after_test()
+                if retiring is not None:
+                    # Replaced between two tests: what it holds goes to another worker.
+                    self.retiring = retiring
+                    break
                 if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
                     self._asked = True
                     self.flush(want_more=True, running=self._next_to_run())
@@ -399,7 +417,11 @@ class WorkerSession:
     def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self._current_reports = []
         self._current_warnings = []
-        self.progress.write(self._index_of[item.nodeid])
+        self.progress.write(
+            self._index_of[item.nodeid], marker_limit(item, self.setup.timeout_marker)
+        )
+        if self.leaks is not None:
+            self.leaks.started()
         self._started_at = time.time()
         self._running = item
         try:
@@ -412,6 +434,7 @@ class WorkerSession:
                 reports=tuple(self._current_reports),
                 warnings=tuple(self._current_warnings),
                 started_at=self._started_at,
+                leaked=self.leaks.leaked if self.leaks is not None else (),
             )
             self._current_reports = None
             self._current_warnings = []
