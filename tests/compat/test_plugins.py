@@ -329,6 +329,22 @@ def test_pytest_timeout_banner_and_stacks(runner: Runner) -> None:
         assert "Timeout (>1.0s) from pytest-timeout" in result.stdout, str(result)
 
 
+def test_pytest_timeout_thread_method_is_a_failure_not_a_crash(runner: Runner) -> None:
+    """Its thread method ends the whole process (``os._exit(1)``): serially the run dies
+    there; on a worker the test fails with pytest-timeout's message and the stacks it
+    wrote, the worker is replaced, and the other tests run."""
+    runner.write(TIMEOUT_SUITE)
+    for workers in WORKERS:
+        result = runner.parallel(workers, "--timeout=1", "--timeout-method=thread")
+        assert result.returncode == 1, str(result)
+        # (syrupy, installed here, warns that the ended worker sent it no report.)
+        assert result.summary.startswith("1 failed, 1 passed"), str(result)
+        assert "Failed: Timeout (>1.0s) from pytest-timeout." in result.stdout, str(result)
+        assert "Stack of helper" in result.stdout, str(result)
+        assert "crashed" not in result.stdout, str(result)
+        assert "pytest-timeout enforces --timeout 1.0" in result.stdout, str(result)
+
+
 # --------------------------------------------------------------------- pytest-sugar
 
 SUGAR_SUITE = {f"test_s{i}.py": f"def test_{i}():\n    assert True\n" for i in range(4)}

@@ -94,6 +94,24 @@ class Attributed:
     location: Location
     #: It ended in the teardown after its last test (the test itself had finished).
     in_teardown: bool
+    #: Not a crash: a plugin ended the worker for the test (``pytest-timeout``).
+    ended_by: str = ""
+
+
+_PYTEST_TIMEOUT_LINE = re.compile(
+    re.escape(protocol.ENDED_BY_PYTEST_TIMEOUT).replace(re.escape("{seconds}"), "[^)]*") + "$",
+    re.MULTILINE,
+)
+
+
+def ended_by_pytest_timeout(stderr: str) -> tuple[str, str, str] | None:
+    """``(failure message, what pytest-timeout wrote, stderr before)`` when the worker's
+    stderr says pytest-timeout's thread method ended it (None: it did not)."""
+    found = _PYTEST_TIMEOUT_LINE.search(stderr)
+    if found is None:
+        return None
+    message = "Failed: " + found.group(0).split(": ", 2)[-1]
+    return message, stderr[found.end() :].strip("\n"), stderr[: found.start()]
 
 
 def split_captured(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -195,6 +213,21 @@ class CrashAttribution:
                 (*reports, crash_report(nodeid, location, message, stderr, "teardown")),
                 partial.location,
                 in_teardown=True,
+            )
+        by_plugin = ended_by_pytest_timeout(stderr)
+        if by_plugin is not None:
+            # pytest-timeout's thread method: the test failed with its message, the
+            # stacks it wrote are the failure's text; the worker did not crash.
+            message, text, before = by_plugin
+            return Attributed(
+                index,
+                (
+                    crash_report(nodeid, location, f"{message}\n\n{text}".rstrip(), before, "call"),
+                    closing_report(nodeid, location),
+                ),
+                location,
+                in_teardown=False,
+                ended_by="pytest-timeout",
             )
         message = f"worker {worker_id} crashed while running {nodeid} ({exit_text})"
         if detail:

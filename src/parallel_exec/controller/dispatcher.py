@@ -66,6 +66,8 @@ from .retries import RetryBook
 POLL_SECONDS = 0.1
 #: How often the scheduler is told the time (it looks for stragglers then).
 TICK_SECONDS = 0.1
+#: How a worker's stderr says pytest-timeout's thread method ends it.
+PYTEST_TIMEOUT_PREFIX = protocol.ENDED_BY_PYTEST_TIMEOUT.partition("Timeout (")[0]
 #: How often workers' memory is sampled (``--max-worker-memory``).
 MEMORY_SECONDS = 0.2
 
@@ -301,6 +303,8 @@ class Dispatcher:
                 self._warn_unresolved(event.worker_id, event.unresolved)
             self._on_message(event.worker_id, event.message)
         elif isinstance(event, OutputLine):
+            if event.stream == "stderr" and event.text.startswith(PYTEST_TIMEOUT_PREFIX):
+                self.ending.add(event.worker_id)  # what follows is in its test's report
             if event.stream == "stderr" and event.worker_id in self.ending:
                 return  # its stacks and captured output: the ended test's report has them
             self.stream.publish(events.WorkerOutput(event.worker_id, event.stream, event.text))
@@ -706,6 +710,7 @@ class Dispatcher:
         in_teardown = rerun = False
         ended = self.guard.ended(worker_id)
         ended_for, reason = (ended.index, ended.reason) if ended is not None else (None, None)
+        plugin_ended = ""  # a plugin ended it for its test (pytest-timeout)
         if self.scheduler is not None:
             running = evidence.running
             if running in self.scheduler.pending(worker_id):
@@ -728,6 +733,7 @@ class Dispatcher:
                         detail,
                         lambda data: deserialize(self.config, data),
                     )
+                    plugin_ended = result.ended_by
                     if self._rerun_after_crash(running, result.reports, in_teardown):
                         rerun = True  # back among the tests to run
                     else:
@@ -746,7 +752,9 @@ class Dispatcher:
                 nodeid=self.nodeids[crashed] if crashed is not None else None,
                 stderr_tail=evidence.stderr_since_test,
                 in_teardown=in_teardown,
-                ended_by=reason.kind if reason is not None and crashed == ended_for else "",
+                ended_by=(
+                    reason.kind if reason is not None and crashed == ended_for else plugin_ended
+                ),
             )
         )
         if self.status.stopped:
@@ -768,7 +776,7 @@ class Dispatcher:
                     )
                 )
             return
-        if ended is not None:
+        if ended is not None or plugin_ended:
             # Ended for a test's limit: the test failed, the worker did not crash.
             self._replace(worker_id)
         else:

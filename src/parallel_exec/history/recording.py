@@ -126,6 +126,7 @@ class OutcomeRecorder:
         self.flaky: list[str] = []
         self.retries = 0
         self.worker_failures = 0
+        self.not_run = 0
         #: What the guards did, by ``LearningOutcome`` field.
         self.guards: dict[str, int] = {}
         self._slow: set[str] = set()
@@ -147,6 +148,8 @@ class OutcomeRecorder:
             self.retries += len(event.attempts)
             if event.flaky:
                 self.flaky.append(event.nodeid)
+            if event.origin in events.NOT_RUN_ORIGINS:
+                self.not_run += 1  # reported as not run (exhausted restarts, --run-timeout)
             if event.origin == "worker" or event.duration > 0:  # a test ended by a guard too
                 self.tests.append(
                     RanTest(
@@ -190,7 +193,7 @@ class OutcomeRecorder:
             workers=self.workers or run.workers,
             tests=self.tests,
             wall_time=self.last_result - self.started,
-            not_run=event.tests_not_run,
+            not_run=event.tests_not_run + self.not_run,
             worker_failures=self.worker_failures,
             execution_failed=event.execution_failed,
             predictions=self.predictions,

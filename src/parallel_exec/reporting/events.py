@@ -309,6 +309,7 @@ LIMIT_OPTIONS = {
     "timeout": "its time limit (--test-timeout)",
     "run-timeout": "--run-timeout",
     "memory": "--max-worker-memory",
+    "pytest-timeout": "pytest-timeout's --timeout (its thread method ends the process)",
 }
 
 

@@ -29,6 +29,12 @@ PROTOCOL_VERSION = 3
 STACKS_SIGNAL = "SIGUSR1"
 #: The line before what a test had captured when its stacks were asked for.
 CAPTURED_SO_FAR = "--- parallel_exec: captured {stream} of the test so far ---"
+#: The line a worker writes to its stderr when pytest-timeout's ``thread`` method ends
+#: it (what pytest-timeout wrote follows); its failure message after the colon.
+ENDED_BY_PYTEST_TIMEOUT = (
+    "--- parallel_exec: pytest-timeout ended this worker: "
+    "Timeout (>{seconds}s) from pytest-timeout."
+)
 
 # ---------------------------------------------------------------- controller -> worker
 

@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 import pytest
@@ -122,8 +123,10 @@ class WorkerSession:
         self._lock = threading.RLock()
         #: The test running now (None between tests), for the flusher.
         self._running: pytest.Item | None = None
-        #: When the test in ``_running`` began (``time.time()``).
+        #: When the test in ``_running`` began (``time.time()``), and the size of this
+        #: worker's stdout file then.
         self._started_at = 0.0
+        self._stdout_at = 0
         self._flusher_stop = threading.Event()
         self._collect_reports: list[dict[str, Any]] = []
         self._collect_warnings: list[protocol.SerializedWarning] = []
@@ -284,7 +287,7 @@ class WorkerSession:
         ``PhaseOutput``.
         """
         terminal_to(self.config, cast(TextIO, self.phase_output))
-        keep_output_on_exit(self.config, self.stderr_fd)
+        keep_output_on_exit(self.config, self.stderr_fd, self._stdout_since_test)
         if self.setup.environment is not None:
             # This process's configuration and session start are done: what the
             # controller changed and nothing here changed again is inherited.
@@ -414,6 +417,15 @@ class WorkerSession:
                     self.flush()
                 self._pump(block=True)
 
+    def _stdout_since_test(self) -> bytes:
+        """What this worker wrote to its stdout file since the running test began."""
+        try:
+            with open(self.setup.progress_path.rsplit(".", 1)[0] + ".out", "rb") as fh:
+                fh.seek(self._stdout_at)
+                return fh.read()
+        except OSError:
+            return b""
+
     def _run_one(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         self._current_reports = []
         self._current_warnings = []
@@ -422,6 +434,7 @@ class WorkerSession:
         )
         if self.leaks is not None:
             self.leaks.started()
+        self._stdout_at = os.fstat(1).st_size
         self._started_at = time.time()
         self._running = item
         try:
@@ -547,7 +560,9 @@ class PhaseOutput(io.TextIOBase):
             sys.stdout.flush()
 
 
-def keep_output_on_exit(config: pytest.Config, stderr_fd: int) -> None:
+def keep_output_on_exit(
+    config: pytest.Config, stderr_fd: int, stdout_since_test: Callable[[], bytes] = bytes
+) -> None:
     """Make ``os._exit`` in a test leave the test's captured output in the stderr file.
 
     pytest captures into an anonymous temporary file, which dies with the process; a
@@ -569,6 +584,22 @@ def keep_output_on_exit(config: pytest.Config, stderr_fd: int) -> None:
                         os.write(stderr_fd, text.encode("utf-8", "replace"))
             except Exception:
                 pass
+            with contextlib.suppress(Exception):
+                _ended_by_pytest_timeout(stderr_fd, stdout_since_test)
         original(code)
 
     os._exit = _exit  # type: ignore[assignment]
+
+
+def _ended_by_pytest_timeout(stderr_fd: int, stdout_since_test: Callable[[], bytes]) -> None:
+    """pytest-timeout's ``thread`` method ends the process from its timer thread, after
+    writing its banner and the stacks to the terminal (this worker's stdout file): say
+    so on stderr, with that text, so that the controller reports the test failed with
+    pytest-timeout's message instead of an unexplained crash."""
+    timer = threading.current_thread()
+    if not (isinstance(timer, threading.Timer) and timer.name.startswith("pytest_timeout ")):
+        return
+    args: Any = getattr(timer, "args", ())
+    seconds = getattr(args[1], "timeout", "?") if len(args) > 1 else "?"
+    line = protocol.ENDED_BY_PYTEST_TIMEOUT.format(seconds=seconds) + "\n"
+    os.write(stderr_fd, line.encode() + stdout_since_test())
