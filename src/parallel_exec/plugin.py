@@ -225,8 +225,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker_only:
         config.issue_config_time_warning(
             ParallelExecWarning(
-                f"parallel_exec: {', '.join(worker_only)} apply to runs on workers (-n 1 or "
-                "more); this run is in-process, they are ignored"
+                f"parallel_exec: {', '.join(worker_only)} "
+                f"{'applies' if len(worker_only) == 1 else 'apply'} to runs on workers "
+                "(-n 1 or more); this run is in-process, "
+                f"{'it is' if len(worker_only) == 1 else 'they are'} ignored"
             ),
             stacklevel=2,
         )
