@@ -36,6 +36,10 @@ Scenarios (``--scenario``, repeatable; default ``trivial`` and ``one``):
 ``scaling``  960 tests of ``time.sleep(0.125)`` (120 s of work) in 48 files at
              ``-n 2, 4, 8, 16``.  Serial is not run (it would take two minutes per
              repetition); the speedup is 120 s / wall.
+``guards``   the ``trivial`` suite at ``-n 2``, parallel_exec without any guard
+             (``--no-leak-check``) and with them (``--test-timeout 60
+             --max-worker-memory 4GiB``, leak detection on): what the guards cost, as
+             the ratio of the two (column "ratio vs parallel_exec").
 
 For the two sleep-bound scenarios the warm-up is the same command with every test
 deselected (``-k "not test_"``): it imports the same modules in the same processes, so
@@ -80,7 +84,7 @@ from typing import Any
 import generate
 from generate import SuiteInfo
 
-SCENARIOS = ("trivial", "one", "skewed", "scaling")
+SCENARIOS = ("trivial", "one", "skewed", "scaling", "guards")
 DEFAULT_SCENARIOS = ("trivial", "one")
 
 #: Selects no test (every generated test is named ``test_...``): the cheap warm-up.
@@ -116,6 +120,9 @@ class Scenario:
     learn_run: bool = False
     #: Sleep-bound: warm up with every test deselected unless ``--full-warmup``.
     sleep_bound: bool = False
+    #: parallel_exec's commands: (label suffix, extra arguments) each; the first is the
+    #: reference of the "ratio vs parallel_exec" column when there are several.
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = (("", ()),)
 
 
 def _build_trivial(path: Path, small: bool) -> SuiteInfo:
@@ -155,6 +162,18 @@ SCENARIO_SPECS: dict[str, Scenario] = {
     ),
     "scaling": Scenario(
         "scaling", _build_scaling, workers=(2, 4, 8, 16), run_serial=False, sleep_bound=True
+    ),
+    "guards": Scenario(
+        "guards",
+        _build_trivial,
+        workers=(2,),
+        variants=(
+            (" (no guards)", ("--no-leak-check",)),
+            (
+                " (guards)",
+                ("--test-timeout", "60", "--max-worker-memory", "4GiB"),
+            ),
+        ),
     ),
 }
 
@@ -197,10 +216,20 @@ def commands_for(
         xdist_argv = (*pytest_argv, "-n", str(n), *scenario.xdist_args, target)
         commands.append(Command("xdist", xdist_label, n, xdist_argv))
         for mode in collections:
-            flag = () if mode is None else (f"--collection={mode}",)
-            label = ours_label if mode is None else f"{ours_label} --collection={mode}"
-            ours_argv = (*pytest_argv, "-p", "parallel_exec", "-n", str(n), *flag, target)
-            commands.append(Command("parallel_exec", label, n, ours_argv))
+            for suffix, variant in scenario.variants:
+                flag = () if mode is None else (f"--collection={mode}",)
+                label = ours_label if mode is None else f"{ours_label} --collection={mode}"
+                ours_argv = (
+                    *pytest_argv,
+                    "-p",
+                    "parallel_exec",
+                    "-n",
+                    str(n),
+                    *flag,
+                    *variant,
+                    target,
+                )
+                commands.append(Command("parallel_exec", label + suffix, n, ours_argv))
     return commands
 
 
@@ -423,8 +452,11 @@ def row_figures(result: ScenarioResult, row: Row) -> dict[str, float | None]:
     speedup = None
     if serial is not None and serial.estimated and not row.estimated:
         speedup = serial.median / row.median
+    ours = [r for r in result.rows if r.tool == "parallel_exec" and r.workers == row.workers]
+    plain = ours[0] if len(ours) > 1 and row.tool == "parallel_exec" else None
     return {
         "median": row.median,
+        "ratio_vs_parallel_exec": _ratio(row.median, plain),
         "ratio_vs_xdist": _ratio(row.median, xdist),
         "ratio_vs_serial": _ratio(row.median, serial),
         "speedup_vs_serial_estimate": speedup,
@@ -433,6 +465,9 @@ def row_figures(result: ScenarioResult, row: Row) -> dict[str, float | None]:
 
 def scenario_table(result: ScenarioResult) -> str:
     with_speedup = any(r.estimated for r in result.rows)
+    with_variants = len({r.label for r in result.rows if r.tool == "parallel_exec"}) > 1 and all(
+        "--collection" not in r.label for r in result.rows
+    )
     header = [
         "scenario",
         "tool",
@@ -445,6 +480,9 @@ def scenario_table(result: ScenarioResult) -> str:
     align = ["---", "---", "--:", "--:", "---", "--:", "--:"]
     if with_speedup:
         header.append("speedup (serial estimate / wall)")
+        align.append("--:")
+    if with_variants:
+        header.append("ratio vs parallel_exec")
         align.append("--:")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for row in result.rows:
@@ -461,6 +499,8 @@ def scenario_table(result: ScenarioResult) -> str:
         ]
         if with_speedup:
             cells.append(_fmt(figures["speedup_vs_serial_estimate"]))
+        if with_variants:
+            cells.append(_fmt(figures["ratio_vs_parallel_exec"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
