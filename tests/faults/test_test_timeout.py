@@ -99,21 +99,26 @@ def test_a_timeout_is_the_tests_failure_not_a_worker_crash(runner: PluginRunner)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sleeping", "ignoring SIGTERM"])
+@pytest.mark.parametrize("how", list(HANGS))
 def test_in_process_a_hung_test_fails_best_effort(runner: PluginRunner, how: str) -> None:
     """No workers: a timer in the pytest process fails the test from inside (it cannot
-    stop C code that never returns to Python); the stacks are in its captured stderr."""
+    stop C code that never returns to Python); the stacks are in its captured stderr.
+    A hang in a fixture's teardown fails that teardown: pytest reports it as an error."""
     runner.pytester.makepyfile(
         test_quick=textwrap.dedent(QUICK), test_hung=textwrap.dedent(HANGS[how])
     )
     run = run_fault(runner, "--test-timeout", "2", workers=0, timeout=90)
     assert run.exit_code == pytest.ExitCode.TESTS_FAILED, run.output
     outcomes = dict(run.results())
-    assert outcomes.pop("test_hung.py::test_hangs") == "failed", run.output
+    in_teardown = how == "in fixture teardown"
+    expected = "error" if in_teardown else "failed"
+    assert outcomes.pop("test_hung.py::test_hangs") == expected, run.output
     assert set(outcomes.values()) == {"passed"}
     assert len(outcomes) == 4
     text = run.case_text("test_hangs")
     assert "Timeout: exceeded 2.0 s" in text
     # The stacks are in the test's captured stderr, shown with its failure.
-    assert "Captured stderr call" in run.output
-    assert "in test_hangs" in run.output.split("Captured stderr call", 1)[1], run.output
+    section = "Captured stderr teardown" if in_teardown else "Captured stderr call"
+    assert section in run.output
+    where = "in stuck" if in_teardown else "in test_hangs"
+    assert where in run.output.split(section, 1)[1], run.output
