@@ -244,3 +244,24 @@ def test_slow_tests_are_said_while_they_run(runner: PluginRunner) -> None:
     assert "SLOW [gw" in run.output
     assert "1 slow test" in run.output
     assert_no_process_left(run)
+
+
+def test_the_run_timeout_also_bounds_a_collection_that_hangs(runner: PluginRunner) -> None:
+    runner.pytester.makepyfile(
+        test_hangs_at_import=textwrap.dedent(
+            """
+            import time
+
+            time.sleep(120)
+
+            def test_never():
+                pass
+            """
+        )
+    )
+    run = run_fault(runner, "--run-timeout", "2", timeout=60)
+    assert run.exit_code == pytest.ExitCode.INTERRUPTED, run.output
+    assert "Interrupted: the run reached --run-timeout 2.0 s" in run.output
+    assert run.junit.exists()
+    assert run.result.duration < 30
+    assert_no_process_left(run)

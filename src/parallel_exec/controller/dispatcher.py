@@ -222,6 +222,7 @@ class Dispatcher:
             while self.pool.alive():
                 self.handle(self._next_event())
                 now = time.monotonic()
+                self._check_deadline(now)
                 if self.scheduler is not None and now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     self._apply(self.scheduler.tick(now))
@@ -797,12 +798,6 @@ class Dispatcher:
     def _guard(self, now: float) -> None:
         """The guards: look at what each worker runs (its time, its memory, the run's
         deadline) and carry out the guard's decisions."""
-        if self.deadline is not None and now >= self.deadline and not self.status.stopped:
-            self.deadline = None
-            limit = self.run.run_timeout or 0.0
-            self.guard.deadline(limit)
-            self.status.deadline_passed(limit)
-            self._stop_workers(self.status.stop_reason or "")
         sample = self.run.max_worker_memory is not None and now >= self._next_memory_sample
         if sample:
             self._next_memory_sample = now + MEMORY_SECONDS
@@ -821,6 +816,21 @@ class Dispatcher:
                 actions += self.guard.sample_memory(worker_id, index, rss, now, entry.started)
             for action in actions:
                 self._carry_out(action)
+
+    def _check_deadline(self, now: float) -> None:
+        """``--run-timeout``: when it passes, the run stops; the guard ends the tests that
+        run (``_guard``).  Before the collection is adopted nothing runs a test, and a
+        worker may be stuck collecting: every worker is killed."""
+        if self.deadline is None or now < self.deadline:
+            return
+        self.deadline = None
+        limit = self.run.run_timeout or 0.0
+        self.guard.deadline(limit)
+        self.status.deadline_passed(limit)
+        self._stop_workers(self.status.stop_reason or "")
+        if self.scheduler is None:
+            for handle in self.pool.alive():
+                self.pool.kill(handle.worker_id)
 
     def _carry_out(self, action: GuardAction) -> None:
         worker_id = action.worker
