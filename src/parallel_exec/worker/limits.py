@@ -56,14 +56,14 @@ class LeakWatch:
     started (the fixture may own a server until the session ends): those are ended
     with the worker.  Costs one ``pread`` per test unless some process was created."""
 
-    def __init__(self, fail: bool) -> None:
-        self.fail = fail
+    def __init__(self) -> None:
         self._mark = processes.PidWatermark()
         self._pid = os.getpid()
         self._group = os.getpgrp() if hasattr(os, "getpgrp") else None
         self._since = 0
         self._wider_scope = False
         self._seen: set[int] = set()
+        self._checked = False
         #: What the last test left: ``(pid, command)`` each.
         self.leaked: tuple[tuple[int, str], ...] = ()
 
@@ -71,6 +71,7 @@ class LeakWatch:
         self._mark.moved()
         self._since = processes.now_ticks()
         self._wider_scope = False
+        self._checked = False
         self.leaked = ()
 
     @pytest.hookimpl
@@ -78,18 +79,11 @@ class LeakWatch:
         if fixturedef.scope != "function":
             self._wider_scope = True
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        report = yield
-        if call.when == "teardown":
-            leaked = self.check()
-            if leaked and self.fail and report.outcome != "failed":
-                report.outcome = "failed"
-                report.longrepr = f"Failed: {leak_text(leaked)} (--fail-on-leak)"
-        return report
-
     def check(self) -> tuple[tuple[int, str], ...]:
-        """After the test's teardown: what it left running."""
+        """After the test's teardown: what it left running (looked at once per test)."""
+        if self._checked:
+            return self.leaked
+        self._checked = True
         if not self._mark.moved():
             return ()
         found = [
@@ -104,6 +98,24 @@ class LeakWatch:
         return self.leaked
 
 
+class FailOnLeak:
+    """``--fail-on-leak``: the teardown of a test that left a process running fails
+    (registered only then: a hook wrapper on every phase of every test costs)."""
+
+    def __init__(self, watch: LeakWatch) -> None:
+        self.watch = watch
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if call.when == "teardown":
+            leaked = self.watch.check()
+            if leaked and report.outcome != "failed":
+                report.outcome = "failed"
+                report.longrepr = f"Failed: {leak_text(leaked)} (--fail-on-leak)"
+        return report
+
+
 def leak_text(leaked: tuple[tuple[int, str], ...]) -> str:
     return ", ".join(f"leaked process {pid} {command!r}" for pid, command in leaked)
 
@@ -115,7 +127,8 @@ class Retirement:
         self.max_tests = max_tests
         self.memory_limit = memory_limit
         self._ran = 0
-        self._last = processes.rss([os.getpid()]) if memory_limit else 0
+        self._memory = processes.OwnMemory() if memory_limit else None
+        self._last = self._memory.rss() if self._memory is not None else 0
         self._largest_growth = 0
 
     def after_test(self) -> str | None:
@@ -123,8 +136,8 @@ class Retirement:
         self._ran += 1
         if self.max_tests and self._ran >= self.max_tests:
             return f"ran {self._ran} tests (--max-worker-tests)"
-        if self.memory_limit:
-            now = processes.rss([os.getpid()])
+        if self._memory is not None:
+            now = self._memory.rss()
             self._largest_growth = max(self._largest_growth, now - self._last)
             self._last = now
             margin = max(self._largest_growth, int(self.memory_limit * MEMORY_MARGIN))

@@ -27,7 +27,7 @@ from ..wire import environment, protocol
 from ..wire.progress import IDLE, ProgressFile
 from ..wire.reports import serialize
 from .collection import SplitCollection
-from .limits import LeakWatch, Retirement, marker_limit
+from .limits import FailOnLeak, LeakWatch, Retirement, marker_limit
 
 #: Ask for more work when this many tests or fewer are left in the local queue.
 LOW_WATER = 2
@@ -139,8 +139,10 @@ class WorkerSession:
         #: Processes tests leave running (None: not looked for).
         self.leaks: LeakWatch | None = None
         if setup.leak_check != "off":
-            self.leaks = LeakWatch(fail=setup.leak_check == "fail")
+            self.leaks = LeakWatch()
             config.pluginmanager.register(self.leaks, "parallel_exec_leaks")
+            if setup.leak_check == "fail":
+                config.pluginmanager.register(FailOnLeak(self.leaks), "parallel_exec_fail_on_leak")
         self.retirement = Retirement(setup.max_tests, setup.memory_limit)
         #: Why this worker retires (empty: it does not), and whether it said so.
         self.retiring = ""
@@ -447,7 +449,7 @@ class WorkerSession:
                 reports=tuple(self._current_reports),
                 warnings=tuple(self._current_warnings),
                 started_at=self._started_at,
-                leaked=self.leaks.leaked if self.leaks is not None else (),
+                leaked=self.leaks.check() if self.leaks is not None else (),
             )
             self._current_reports = None
             self._current_warnings = []
