@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -234,10 +234,40 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     _in_process_timeout(config, settings)
     writers = make_writers(config, settings)
-    if writers:
-        config.pluginmanager.register(
-            SerialEvents(writers, warn_consumer_failure(config)), "parallel_exec_serial_events"
-        )
+    serial = SerialEvents(writers, warn_consumer_failure(config)) if writers else None
+    if serial is not None:
+        config.pluginmanager.register(serial, "parallel_exec_serial_events")
+    if settings.shard is not None:
+        _in_process_shard(config, settings, serial.stream.publish if serial else None)
+
+
+def _in_process_shard(
+    config: pytest.Config, settings: Settings, publish: Callable[[Any], None] | None
+) -> None:
+    """``--shard`` without workers: the same plan, from the same history."""
+    from .history.recording import open_history
+    from .history.store import TestTiming
+    from .sharding import InProcessShard
+
+    assert settings.shard is not None
+    timings: dict[str, TestTiming] = {}
+    store = None if settings.no_history else open_history(config, settings.history)
+    if store is not None:
+        try:
+            timings = store.timings()
+        except Exception as exc:  # a damaged history degrades: planned without it
+            from .errors import ParallelExecWarning
+
+            config.issue_config_time_warning(
+                ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"), 2
+            )
+        finally:
+            store.close()
+    strategy = settings.dist if settings.dist != "auto" else ("time" if timings else "load")
+    config.pluginmanager.register(
+        InProcessShard(settings.shard, settings.shard_run_id, strategy, timings, publish),
+        "parallel_exec_shard",
+    )
 
 
 def _in_process_timeout(config: pytest.Config, settings: Settings) -> None:

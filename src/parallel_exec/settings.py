@@ -197,6 +197,39 @@ def parse_slow_after(value: str) -> float:
         raise OptionError(f"expected a number of seconds or 'auto', got {value!r}") from None
 
 
+MAX_SHARDS = 1000
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``--shard I/N``: ``index`` (1-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(value: str) -> Shard:
+    """``I/N``: shard I (1-based) of N, 1 <= I <= N <= 1000."""
+    text = str(value).strip()
+    index, slash, count = text.partition("/")
+    if not (slash and index.isascii() and index.isdigit() and count.isascii() and count.isdigit()):
+        raise OptionError(f"expected I/N (shard I of N, such as 2/5), got {value!r}")
+    i, n = int(index), int(count)
+    if not 1 <= i <= n <= MAX_SHARDS:
+        raise OptionError(f"expected 1 <= I <= N <= {MAX_SHARDS}, got {value!r}")
+    return Shard(i, n)
+
+
+def parse_run_id(value: str) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 200 or any(c.isspace() for c in text):
+        raise OptionError(f"expected an id without spaces (at most 200 characters), got {value!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flags: tuple[str, ...]
@@ -438,6 +471,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flag=True,
     ),
     OptionSpec(
+        flags=("--shard",),
+        dest="pe_shard",
+        parse=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="run shard I of N of the suite (a CI matrix of N jobs): every shard plans the "
+        "same split from the collected tests and the timing history (longest first onto "
+        "the least-loaded shard, groups kept whole); the other shards' tests are "
+        "deselected. Environment: PARALLEL_EXEC_SHARD.",
+        env="PARALLEL_EXEC_SHARD",
+    ),
+    OptionSpec(
+        flags=("--shard-run-id",),
+        dest="pe_shard_run_id",
+        parse=parse_run_id,
+        default=None,
+        metavar="ID",
+        help="the id of the whole matrix, written into each shard's reports (default: a "
+        "digest of the plan's inputs). Environment: PARALLEL_EXEC_SHARD_RUN_ID.",
+        env="PARALLEL_EXEC_SHARD_RUN_ID",
+    ),
+    OptionSpec(
         flags=("--max-worker-restart",),
         dest="maxworkerrestart",
         parse=parse_non_negative_int,
@@ -520,6 +575,9 @@ class Settings:
     max_worker_tests: int | None = None
     #: Processes tests leave running: ``report``, ``fail`` (``--fail-on-leak``) or ``off``.
     leak_check: str = "report"
+    #: ``--shard I/N`` (None: the whole suite) and ``--shard-run-id``.
+    shard: Shard | None = None
+    shard_run_id: str | None = None
 
     @property
     def forks_workers(self) -> bool:
@@ -677,6 +735,8 @@ def load(config: pytest.Config) -> Settings:
         max_worker_memory=values["pe_max_worker_memory"] or None,
         max_worker_tests=values["pe_max_worker_tests"] or None,
         leak_check=_leak_check(values["pe_fail_on_leak"], values["pe_no_leak_check"]),
+        shard=values["pe_shard"],
+        shard_run_id=values["pe_shard_run_id"],
     )
 
 

@@ -13,6 +13,7 @@ differing ids instead of running a different suite on each worker.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,20 @@ class CanonicalCollection:
 
     def __post_init__(self) -> None:
         self.index.update((nodeid, i) for i, nodeid in enumerate(self.nodeids))
+
+    def keep(self, positions: Sequence[int]) -> CanonicalCollection:
+        """Only the tests at ``positions`` (``--shard``): the others are deselected,
+        after those the collection deselected itself."""
+        kept = set(positions)
+        return dataclasses.replace(
+            self,
+            nodeids=tuple(self.nodeids[i] for i in positions),
+            test_files=tuple(self.test_files[i] for i in positions),
+            groups=tuple(self.groups[i] for i in positions),
+            deselected=self.deselected
+            + tuple(n for i, n in enumerate(self.nodeids) if i not in kept),
+            index={},
+        )
 
 
 def _first_difference(a: Sequence[str], b: Sequence[str]) -> tuple[list[str], list[str]]:

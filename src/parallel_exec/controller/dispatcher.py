@@ -29,13 +29,16 @@ from .. import _pytest_compat
 from .._version import __version__
 from ..cpus import usable_cpus
 from ..errors import CollectionMismatchError, VersionMismatchError, WorkerStartError
-from ..history.store import TestTiming
+from ..history.store import TestTiming, estimate_durations
 from ..reporting import events
 from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
 from ..scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
+from ..scheduling.shards import plan_shards
+from ..settings import Shard
 from ..wire import environment, protocol
 from ..wire.reports import deserialize
+from .canonical import CanonicalCollection
 from .crashes import (
     CrashAttribution,
     location_of,
@@ -105,6 +108,9 @@ class RunConfig:
     leak_check: str = "report"
     #: ``@pytest.mark.timeout`` is ours to enforce (pytest-timeout is not installed).
     timeout_marker: bool = False
+    #: ``--shard I/N`` (None: the whole suite) and ``--shard-run-id``.
+    shard: Shard | None = None
+    shard_run_id: str | None = None
 
 
 class Dispatcher:
@@ -550,6 +556,9 @@ class Dispatcher:
 
     def _adopt(self, verdict: Adopted) -> None:
         canonical = verdict.canonical
+        suite_tests = len(canonical.nodeids)
+        if self.run.shard is not None and not canonical.collection_failed:
+            canonical = self._select_shard(canonical, self.run.shard)
         self.nodeids = canonical.nodeids
         self.index_of = canonical.index
         reports = tuple(deserialize(self.config, dict(data)) for data in canonical.collect_reports)
@@ -568,6 +577,11 @@ class Dispatcher:
             self.status.collection_failed = True
             self.status.execution_failed = True
             self._stop("collection errors")
+            return
+        if not self.nodeids and self.run.shard is not None and suite_tests:
+            # Not an error: a shard of a matrix wider than the suite's groups.
+            self.session.testscollected = suite_tests
+            self._stop("nothing to run in this shard")
             return
         if not self.nodeids:
             self._stop("no tests collected")
@@ -595,6 +609,40 @@ class Dispatcher:
         extra = self.target - len(self.pool.workers)
         if extra > 0:
             self.launcher.start_in_turn(extra, self._work_left)
+
+    def _select_shard(self, canonical: CanonicalCollection, shard: Shard) -> CanonicalCollection:
+        """``--shard I/N``: the same plan on every shard (see ``scheduling/shards.py``);
+        this run keeps its own tests and deselects the others'."""
+        estimates = estimate_durations(canonical.nodeids, self.timings)
+        plan = plan_shards(
+            canonical.nodeids,
+            canonical.groups,
+            [estimates[n] for n in canonical.nodeids],
+            shard.count,
+            self.run.strategy,
+        )
+        mine = plan.tests_of(shard.index - 1)
+        self.stream.publish(
+            events.ShardSelected(
+                index=shard.index,
+                count=shard.count,
+                run_id=self.run.shard_run_id or plan.inputs_digest,
+                fingerprint=plan.fingerprint,
+                tests=len(mine),
+                suite_tests=len(canonical.nodeids),
+                predicted=plan.loads[shard.index - 1],
+                largest=max(plan.loads),
+                lower_bound=plan.lower_bound,
+            )
+        )
+        if not mine and canonical.nodeids:
+            self._notice(
+                f"parallel_exec: shard {shard} has no test to run: the suite's "
+                f"{len(canonical.nodeids)} tests make fewer than {shard.count} units "
+                "(groups, files or classes kept whole)",
+                "warning",
+            )
+        return canonical.keep(mine)
 
     # ------------------------------------------------------------------ progress
 

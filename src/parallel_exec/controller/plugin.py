@@ -148,6 +148,8 @@ class ControllerPlugin:
                 max_worker_tests=settings.max_worker_tests,
                 leak_check=settings.leak_check,
                 timeout_marker=not self.config.pluginmanager.hasplugin("timeout"),
+                shard=settings.shard,
+                shard_run_id=settings.shard_run_id,
             ),
             self.stream,
             self.timings,

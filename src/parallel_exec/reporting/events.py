@@ -123,6 +123,29 @@ class RunPlanned:
 
 
 @dataclass(frozen=True)
+class ShardSelected:
+    """``--shard I/N``: this run is shard ``index`` of ``count`` of a matrix; it runs
+    ``tests`` of the suite's ``suite_tests``, predicted ``predicted`` seconds of work (the
+    largest shard ``largest``; no split can beat ``lower_bound``)."""
+
+    index: int
+    count: int
+    #: The matrix's id (``--shard-run-id``, else a digest of the plan's inputs).
+    run_id: str
+    #: The plan's fingerprint: the same on every shard of one matrix.
+    fingerprint: str
+    tests: int
+    suite_tests: int
+    predicted: float
+    largest: float
+    lower_bound: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
 class TestStarted:
     """A worker began a test (one per attempt), with the worker's clock."""
 
@@ -391,6 +414,7 @@ RunEvent = (
     | WorkerFinished
     | RunPlanned
     | TestStarted
+    | ShardSelected
     | TestLimitReached
     | TestSlow
     | ProcessLeaked
