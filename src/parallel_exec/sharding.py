@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
+from ._pytest_compat import add_suite_properties
 from .history.store import TestTiming, estimate_durations
 from .reporting import events
 from .scheduling.shards import plan_shards
@@ -46,20 +47,20 @@ class InProcessShard:
             self.strategy,
         )
         mine = set(plan.tests_of(self.shard.index - 1))
+        selected = events.ShardSelected(
+            index=self.shard.index,
+            count=self.shard.count,
+            run_id=self.run_id or plan.inputs_digest,
+            fingerprint=plan.fingerprint,
+            tests=len(mine),
+            suite_tests=len(items),
+            predicted=plan.loads[self.shard.index - 1],
+            largest=max(plan.loads),
+            lower_bound=plan.lower_bound,
+        )
+        add_suite_properties(config, selected.properties())
         if self.publish is not None:
-            self.publish(
-                events.ShardSelected(
-                    index=self.shard.index,
-                    count=self.shard.count,
-                    run_id=self.run_id or plan.inputs_digest,
-                    fingerprint=plan.fingerprint,
-                    tests=len(mine),
-                    suite_tests=len(items),
-                    predicted=plan.loads[self.shard.index - 1],
-                    largest=max(plan.loads),
-                    lower_bound=plan.lower_bound,
-                )
-            )
+            self.publish(selected)
         others = [item for i, item in enumerate(items) if i not in mine]
         if others:
             config.hook.pytest_deselected(items=others)

@@ -84,14 +84,21 @@ def test_workers_and_in_process_plan_the_same_shards(runner: PluginRunner) -> No
     runner.pytester.makepyfile(**SUITE)
     cache = runner.pytester.path / ".pytest_cache"
     plans = []
+    properties = set()
     for workers in (3, None):
         parts = []
         for shard in range(1, 4):
             shutil.rmtree(cache, ignore_errors=True)
             run = runner.observe("--shard", f"{shard}/3", "-p", "no:randomly", workers=workers)
             parts.append(sorted(run.outcomes))
+            assert run.junit is not None
+            found = dict(run.junit.suite_properties)
+            assert found["parallel_exec.shard"] == f"{shard}/3"
+            properties.add((found["parallel_exec.shard_run_id"], found["parallel_exec.shard_plan"]))
         plans.append(parts)
     assert plans[0] == plans[1]
+    # One matrix, one plan: every shard's report says so, on workers and in-process.
+    assert len(properties) == 1
 
 
 def test_a_shard_with_nothing_to_run_says_why_and_exits_0(runner: PluginRunner) -> None:

@@ -21,6 +21,7 @@ from parallel_exec.settings import (
     parse_non_negative_int,
     parse_numprocesses,
     parse_seconds,
+    parse_shard,
     parse_size,
     parse_slow_after,
 )
@@ -221,6 +222,8 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--max-worker-tests": "parallel_exec_max_worker_tests",
         "--fail-on-leak": "parallel_exec_fail_on_leak",
         "--no-leak-check": "parallel_exec_no_leak_check",
+        "--shard": "parallel_exec_shard",
+        "--shard-run-id": "parallel_exec_shard_run_id",
         "--max-worker-restart": "parallel_exec_max_worker_restart",
     }
 
@@ -285,3 +288,15 @@ def test_slow_after_takes_seconds_or_auto() -> None:
     assert parse_slow_after("30") == 30.0
     with pytest.raises(OptionError, match="seconds or 'auto'"):
         parse_slow_after("soon")
+
+
+@pytest.mark.parametrize("text", ["1/1", "3/3", "1/1000", " 2/5 "])
+def test_shards(text: str) -> None:
+    shard = parse_shard(text)
+    assert f"{shard}" == text.strip()
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "x/2", "1/1001", "2", "1/2/3", "-1/2", ""])
+def test_shards_reject_garbage(text: str) -> None:
+    with pytest.raises(OptionError, match="expected"):
+        parse_shard(text)

@@ -87,8 +87,9 @@ def test_the_largest_shard_is_within_lpt_s_bound_of_the_optimum(
         )
         for assignment in itertools.product(range(count), repeat=len(estimates))
     )
-    assert max(plan.loads) <= (4 / 3 - 1 / (3 * count)) * best + 1e-6
-    assert plan.lower_bound <= best + 1e-6
+    rounding = 1e-6 * (len(estimates) + 1)  # durations are rounded to the microsecond
+    assert max(plan.loads) <= (4 / 3 - 1 / (3 * count)) * best + rounding
+    assert plan.lower_bound <= best + rounding
 
 
 def test_the_fingerprint_tells_plans_apart() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +77,19 @@ class LearningOutcome(BaseModel):
     slow_tests: int = Field(0, description="tests reported slow (--slow-after)")
     recycled_workers: int = Field(0, description="workers replaced between two tests")
     leaked_processes: int = Field(0, description="processes tests left running")
+    #: ``--shard I/N``: which shard of which matrix, and the plan's figures.
+    shard: str | None = Field(None, description="'I/N' of a sharded run")
+    shard_run_id: str | None = Field(None, description="the matrix's id")
+    shard_plan: str | None = Field(None, description="the plan's fingerprint")
+    shard_predicted_work: float | None = Field(
+        None, description="this shard's predicted seconds of work"
+    )
+    matrix_largest_predicted_work: float | None = Field(
+        None, description="the largest shard's predicted seconds of work"
+    )
+    matrix_lower_bound: float | None = Field(
+        None, description="max(total work / N, longest unit): no split can beat it"
+    )
     reward: float = Field(ge=0.0, le=1.0)
 
 
@@ -169,6 +183,7 @@ def summarize(
     retries: int = 0,
     flaky_tests: Sequence[str] = (),
     guards: Mapping[str, int] | None = None,
+    shard: Mapping[str, Any] | None = None,
 ) -> LearningOutcome:
     counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     for test in tests:
@@ -216,6 +231,7 @@ def summarize(
         flaky_tests=list(flaky_tests),
         worker_failures=worker_failures,
         **(guards or {}),  # type: ignore[arg-type]
+        **(shard or {}),
         reward=grade(
             all_complete=all_complete,
             all_passed=all_passed,

@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,6 +131,8 @@ class OutcomeRecorder:
         #: What the guards did, by ``LearningOutcome`` field.
         self.guards: dict[str, int] = {}
         self._slow: set[str] = set()
+        #: ``--shard``: the outcome record's shard fields (None: not sharded).
+        self.shard: dict[str, Any] | None = None
         self.started = time.monotonic()
         self.last_result = self.started
         self.run: events.RunStarted | None = None
@@ -172,6 +175,15 @@ class OutcomeRecorder:
             if event.nodeid not in self._slow:
                 self._slow.add(event.nodeid)
                 self._count("slow_tests")
+        elif isinstance(event, events.ShardSelected):
+            self.shard = {
+                "shard": event.label,
+                "shard_run_id": event.run_id,
+                "shard_plan": event.fingerprint,
+                "shard_predicted_work": round(event.predicted, 6),
+                "matrix_largest_predicted_work": round(event.largest, 6),
+                "matrix_lower_bound": round(event.lower_bound, 6),
+            }
         elif isinstance(event, events.WorkerRecycled):
             self._count("recycled_workers")
         elif isinstance(event, events.ProcessLeaked):
@@ -201,6 +213,7 @@ class OutcomeRecorder:
             retries=self.retries,
             flaky_tests=self.flaky,
             guards=self.guards,
+            shard=self.shard,
         )
         record = self.outcome.model_dump(mode="json")
         flaky = set(self.flaky)

@@ -144,6 +144,15 @@ class ShardSelected:
     def label(self) -> str:
         return f"{self.index}/{self.count}"
 
+    def properties(self) -> list[tuple[str, str]]:
+        """The suite properties every JUnit report of a shard carries (a merge reads
+        them: which shard, of which matrix, of which plan)."""
+        return [
+            ("parallel_exec.shard", self.label),
+            ("parallel_exec.shard_run_id", self.run_id),
+            ("parallel_exec.shard_plan", self.fingerprint),
+        ]
+
 
 @dataclass(frozen=True)
 class TestStarted:

@@ -36,6 +36,9 @@ class JunitOrder:
         if isinstance(event, events.WorkerFinished):
             add_suite_properties(self.config, event.suite_properties)
             return
+        if isinstance(event, events.ShardSelected):
+            add_suite_properties(self.config, event.properties())
+            return
         reporters = self._reporters()
         if reporters is None:
             return

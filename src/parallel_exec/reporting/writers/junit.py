@@ -241,10 +241,13 @@ class JunitWriter:
         self.results = Results()
         self.collect_reports: dict[str, pytest.CollectReport] = {}
         self.created_at = datetime.now().timestamp()
+        self.shard: events.ShardSelected | None = None
 
     def __call__(self, event: events.RunEvent) -> None:
         self.results.note(event)
-        if isinstance(event, events.CollectionFinished):
+        if isinstance(event, events.ShardSelected):
+            self.shard = event
+        elif isinstance(event, events.CollectionFinished):
             for report in event.collect_reports:
                 if not report.passed:
                     self.collect_reports.setdefault(report.nodeid, report)
@@ -302,6 +305,8 @@ class JunitWriter:
                 (f"{PROPERTY_PREFIX}workers", str(run.workers)),
                 (f"{PROPERTY_PREFIX}strategy", run.strategy),
             ]
+        if self.shard is not None:
+            pairs += self.shard.properties()
         pairs.append((f"{PROPERTY_PREFIX}exit_code", str(ended.exit_code)))
         if ended.aborted:
             pairs.append((f"{PROPERTY_PREFIX}aborted", "true"))
