@@ -57,6 +57,7 @@ class InProcessShard:
             predicted=plan.loads[self.shard.index - 1],
             largest=max(plan.loads),
             lower_bound=plan.lower_bound,
+            positions=plan.tests_of(self.shard.index - 1),
         )
         add_suite_properties(config, selected.properties())
         if self.publish is not None:

@@ -633,6 +633,7 @@ class Dispatcher:
                 predicted=plan.loads[shard.index - 1],
                 largest=max(plan.loads),
                 lower_bound=plan.lower_bound,
+                positions=mine,
             )
         )
         if not mine and canonical.nodeids:

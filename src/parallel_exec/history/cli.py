@@ -4,6 +4,7 @@
 ``parallel-exec history export`` the whole history as JSON
 ``parallel-exec history import`` from such an export or pytest-split's ``.test_durations``
 ``parallel-exec history merge``  several stores or exports into one (CI shards)
+``parallel-exec merge``          the reports of a matrix's shards (``--shard I/N``) as one
 ``parallel-exec schema outcome`` the JSON schema of the learning-outcome record
 ``parallel-exec schema report``  the JSON schema of the ``--report-json`` file
 
@@ -68,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         "merge", help="merge stores or exports into --path", parents=[path_after]
     )
     merge.add_argument("sources", type=Path, nargs="+")
+
+    merge_reports = commands.add_parser(
+        "merge",
+        help="merge the reports of a matrix's shards (--shard I/N) into one report",
+        description="Merge the JUnit XML reports of every shard of one matrix into one "
+        "report, in the whole suite's order. Refuses reports of different plans, a "
+        "missing or repeated shard, and a test reported twice.",
+    )
+    merge_reports.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    merge_reports.add_argument("inputs", type=Path, nargs="+", help="one report per shard")
 
     schema = commands.add_parser("schema", help="print a JSON schema")
     schema.add_argument("which", choices=("outcome", "report"))
@@ -223,6 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _history(args)
             except HistoryError as exc:
                 raise CliError(str(exc)) from None
+        if args.command == "merge":
+            from ..reporting.merge import MergeError, merge_files
+
+            try:
+                print(merge_files(args.output, args.inputs))
+            except (MergeError, OSError) as exc:
+                raise CliError(str(exc)) from None
+            return 0
         if args.command == "schema" and args.which == "report":
             from ..reporting.writers.json_report import schema_text
 

@@ -139,6 +139,9 @@ class ShardSelected:
     predicted: float
     largest: float
     lower_bound: float
+    #: The place in the whole suite's collection order of each of this shard's tests,
+    #: in order: a merge puts the shards' results back in the suite's order.
+    positions: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -151,7 +154,33 @@ class ShardSelected:
             ("parallel_exec.shard", self.label),
             ("parallel_exec.shard_run_id", self.run_id),
             ("parallel_exec.shard_plan", self.fingerprint),
+            ("parallel_exec.shard_positions", encode_positions(self.positions)),
         ]
+
+
+def encode_positions(positions: Sequence[int]) -> str:
+    """``0-4,7,9-12``: ascending positions as ranges (a suite property stays short)."""
+    parts: list[str] = []
+    start = previous = None
+    for position in positions:
+        if previous is not None and position == previous + 1:
+            previous = position
+            continue
+        if start is not None:
+            parts.append(f"{start}-{previous}" if start != previous else f"{start}")
+        start = previous = position
+    if start is not None:
+        parts.append(f"{start}-{previous}" if start != previous else f"{start}")
+    return ",".join(parts)
+
+
+def decode_positions(text: str) -> list[int]:
+    """The inverse of ``encode_positions`` (ValueError on anything else)."""
+    positions: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        positions.extend(range(int(first), int(last or first) + 1))
+    return positions
 
 
 @dataclass(frozen=True)

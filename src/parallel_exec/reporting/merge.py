@@ -1,0 +1,265 @@
+"""``parallel-exec merge``: the reports of a matrix's shards (``--shard I/N``) as one.
+
+Every shard's report says which shard it is, of which matrix and of which plan (suite
+properties ``parallel_exec.shard``, ``shard_run_id``, ``shard_plan``), and where each
+of its tests stands in the whole suite's collection order (``shard_positions``).  The
+merge refuses what cannot be one matrix's reports: mixed formats, different plans, a
+shard given twice or missing, a test reported twice.  It then writes one report in the
+inputs' format with the tests back in the suite's order, as an unsharded run writes it.
+
+JUnit XML is merged (pytest's ``--junitxml`` and ``--report-junit``, default or
+extended).  Other formats are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ParallelExecError
+from ..files import write_atomically
+from .events import decode_positions
+
+PREFIX = "parallel_exec."
+SHARD_PROPERTIES = {
+    f"{PREFIX}shard",
+    f"{PREFIX}shard_run_id",
+    f"{PREFIX}shard_plan",
+    f"{PREFIX}shard_positions",
+}
+#: A shard run's own figures (``--report-junit``): replaced by the matrix's.
+RUN_PROPERTIES = {
+    f"{PREFIX}run_id",
+    f"{PREFIX}workers",
+    f"{PREFIX}strategy",
+    f"{PREFIX}exit_code",
+    f"{PREFIX}aborted",
+}
+RESULT_TAGS = ("failure", "error", "skipped")
+
+
+class MergeError(ParallelExecError):
+    """Inputs that are not the reports of one matrix (one line, for the CLI)."""
+
+
+@dataclass
+class ShardReport:
+    path: Path
+    index: int
+    count: int
+    run_id: str
+    plan: str
+    positions: list[int]
+    root: ET.Element
+    suite: ET.Element
+    properties: list[tuple[str, str]]
+
+
+def detect_format(path: Path) -> str:
+    try:
+        head = path.read_bytes()[:512].lstrip()
+    except OSError as exc:
+        raise MergeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"<"):
+        return "junit"
+    if head.startswith(b"{"):
+        return "json"
+    if head.startswith(b"TAP version"):
+        return "tap"
+    return "unknown"
+
+
+def merge_files(output: Path, inputs: Sequence[Path]) -> str:
+    """Merge ``inputs`` into ``output``; a line saying what was merged."""
+    if not inputs:
+        raise MergeError("no input report given")
+    formats = {path: detect_format(path) for path in inputs}
+    kinds = sorted(set(formats.values()))
+    if len(kinds) > 1:
+        listed = ", ".join(f"{p} ({k})" for p, k in formats.items())
+        raise MergeError(f"the inputs are of different formats: {listed}")
+    if kinds[0] != "junit":
+        raise MergeError(
+            f"merging {kinds[0]} reports is not supported yet: merge the shards' JUnit XML "
+            "reports (--junitxml or --report-junit)"
+        )
+    shards = [read_junit(path) for path in inputs]
+    text = merge_junit(shards)
+    write_atomically(output, text)
+    tests = text.count("<testcase ")
+    return f"merged {len(shards)} shards ({tests} test cases) into {output}"
+
+
+def read_junit(path: Path) -> ShardReport:
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise MergeError(f"{path} is not a JUnit XML file: {exc}") from None
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    if len(suites) != 1:
+        raise MergeError(f"{path}: expected one <testsuite>, found {len(suites)}")
+    suite = suites[0]
+    properties = [
+        (str(p.get("name", "")), str(p.get("value", "")))
+        for p in suite.iterfind("properties/property")
+    ]
+    found = dict(properties)
+    shard = found.get(f"{PREFIX}shard")
+    if shard is None:
+        raise MergeError(
+            f"{path} is not the report of a shard (no {PREFIX}shard property: "
+            "was it written by a run with --shard I/N?)"
+        )
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+        positions = decode_positions(found.get(f"{PREFIX}shard_positions", ""))
+    except ValueError:
+        raise MergeError(f"{path}: damaged shard properties ({shard!r})") from None
+    return ShardReport(
+        path=path,
+        index=index,
+        count=count,
+        run_id=found.get(f"{PREFIX}shard_run_id", ""),
+        plan=found.get(f"{PREFIX}shard_plan", ""),
+        positions=positions,
+        root=root,
+        suite=suite,
+        properties=properties,
+    )
+
+
+def check_matrix(shards: Sequence[ShardReport]) -> None:
+    """One matrix, one plan, every shard exactly once."""
+    first = shards[0]
+    for shard in shards[1:]:
+        if (shard.count, shard.plan) != (first.count, first.plan):
+            raise MergeError(
+                f"{shard.path} (shard {shard.index}/{shard.count}, plan {shard.plan}) and "
+                f"{first.path} (shard {first.index}/{first.count}, plan {first.plan}) come "
+                "from different plans: their shards did not plan from the same tests and "
+                "history"
+            )
+    seen: dict[int, Path] = {}
+    for shard in shards:
+        if shard.index in seen:
+            raise MergeError(
+                f"shard {shard.index}/{shard.count} is given twice: {seen[shard.index]} "
+                f"and {shard.path}"
+            )
+        seen[shard.index] = shard.path
+    missing = [i for i in range(1, first.count + 1) if i not in seen]
+    if missing:
+        names = ", ".join(f"{i}/{first.count}" for i in missing)
+        raise MergeError(f"missing shard{'s' if len(missing) > 1 else ''}: {names}")
+
+
+def _key(case: ET.Element) -> tuple[str, str]:
+    return (str(case.get("classname", "")), str(case.get("name", "")))
+
+
+def _is_collection_case(case: ET.Element) -> bool:
+    return any(
+        child.tag in ("error", "skipped")
+        and child.get("message") in ("collection failure", "collection skipped")
+        for child in case
+    )
+
+
+def merge_junit(shards: Sequence[ShardReport]) -> str:
+    check_matrix(shards)
+    shards = sorted(shards, key=lambda s: s.index)
+    collection_cases: dict[bytes, ET.Element] = {}
+    placed: list[tuple[float, int, int, ET.Element]] = []
+    owner: dict[tuple[str, str], ShardReport] = {}
+    for shard in shards:
+        tests: list[list[ET.Element]] = []
+        for case in shard.suite.iterfind("testcase"):
+            if _is_collection_case(case):
+                collection_cases.setdefault(ET.tostring(case), case)
+                continue
+            if tests and _key(tests[-1][-1]) == _key(case):
+                tests[-1].append(case)  # one test's several cases (a double failure)
+            else:
+                tests.append([case])
+        aligned = len(tests) == len(shard.positions)
+        for number, cases in enumerate(tests):
+            key = _key(cases[0])
+            if key in owner:
+                raise MergeError(
+                    f"{key[0]}::{key[1]} is reported twice: in {owner[key].path} and {shard.path}"
+                )
+            owner[key] = shard
+            # A shard cut short (-x, an interrupt) has fewer cases than tests: its cases
+            # keep their own order, after the others.
+            position = shard.positions[number] if aligned else math.inf
+            for case in cases:
+                placed.append((position, shard.index, number, case))
+    placed.sort(key=lambda p: p[:3])
+    cases = [*collection_cases.values(), *(p[3] for p in placed)]
+    return _render(shards, cases)
+
+
+def _render(shards: Sequence[ShardReport], cases: Sequence[ET.Element]) -> str:
+    first = shards[0]
+    counts = {tag: sum(1 for c in cases if c.find(tag) is not None) for tag in RESULT_TAGS}
+    times = [float(s.suite.get("time", "0") or 0) for s in shards]
+    stamps = sorted(str(s.suite.get("timestamp")) for s in shards if s.suite.get("timestamp"))
+    suite = ET.Element("testsuite", dict(first.suite.attrib))
+    suite.set("errors", str(counts["error"]))
+    suite.set("failures", str(counts["failure"]))
+    suite.set("skipped", str(counts["skipped"]))
+    suite.set("tests", str(len(cases)))
+    suite.set("time", f"{max(times):.3f}")
+    if stamps:
+        suite.set("timestamp", stamps[0])
+    properties = _merged_properties(shards)
+    if properties:
+        block = ET.SubElement(suite, "properties")
+        for name, value in properties:
+            ET.SubElement(block, "property", {"name": name, "value": value})
+    suite.extend(cases)
+    if first.root.tag == "testsuites":
+        root = ET.Element("testsuites", dict(first.root.attrib))
+        for name, value in (
+            ("tests", str(len(cases))),
+            ("failures", str(counts["failure"])),
+            ("errors", str(counts["error"])),
+            ("time", f"{max(times):.3f}"),
+        ):
+            if name in root.attrib:
+                root.set(name, value)
+        root.append(suite)
+    else:
+        root = suite
+    for element in root.iter():  # laid out anew, indented as the inputs were
+        if len(element):
+            element.text = None
+        element.tail = None
+    if (first.suite.text or "").strip(" ") or (first.suite.tail or "").strip(" "):
+        ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _merged_properties(shards: Sequence[ShardReport]) -> list[tuple[str, str]]:
+    """The shards' own properties once each (a ``record_testsuite_property`` every shard
+    recorded), then the matrix's: its id, plan, shard count and worst exit code."""
+    merged: list[tuple[str, str]] = []
+    run: dict[str, list[str]] = {}
+    for shard in shards:
+        for name, value in shard.properties:
+            if name in SHARD_PROPERTIES:
+                continue
+            if name in RUN_PROPERTIES:
+                run.setdefault(name, []).append(value)
+            elif (name, value) not in merged:
+                merged.append((name, value))
+    first = shards[0]
+    merged.append((f"{PREFIX}shard_run_id", first.run_id))
+    merged.append((f"{PREFIX}shard_plan", first.plan))
+    merged.append((f"{PREFIX}shards", str(first.count)))
+    if f"{PREFIX}exit_code" in run:
+        merged.append((f"{PREFIX}exit_code", str(max(int(v) for v in run[f"{PREFIX}exit_code"]))))
+    return merged

@@ -1,0 +1,167 @@
+"""``parallel-exec merge``: three shards' JUnit reports merged equal the unsharded run's
+(ignoring times, host and the shard and run properties), for pytest's ``--junitxml`` and
+for ``--report-junit``; the merge refuses what is not one matrix's reports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import junitparser
+import pytest
+import xmlschema
+
+if TYPE_CHECKING:
+    from conftest import PluginRunner
+
+pytestmark = pytest.mark.slow
+
+JUNIT_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "reference" / "junit-10.xsd"
+IGNORED = ("time", "timestamp", "hostname", "worker")
+
+SUITE = {
+    f"test_m{f}": textwrap.dedent(
+        f"""
+        import sys
+
+        import pytest
+
+        @pytest.mark.parametrize("n", range(5))
+        def test_p(n):
+            print("out", n)
+            assert (n, {f}) != (3, 1)
+
+        @pytest.mark.skip(reason="never")
+        def test_skipped():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfail():
+            assert False
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("setup")
+
+        def test_error(broken):
+            pass
+
+        @pytest.mark.xdist_group("shared")
+        def test_grouped(record_property):
+            record_property("where", "{f}")
+        """
+    )
+    for f in range(3)
+}
+
+
+def merge(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parallel_exec.history.cli", "merge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def normalized(path: Path) -> str:
+    root = ET.parse(path).getroot()
+    for element in root.iter():
+        for name in IGNORED:
+            element.attrib.pop(name, None)
+        if element.tag == "properties":
+            for prop in list(element):
+                if str(prop.get("name", "")).startswith("parallel_exec."):
+                    element.remove(prop)
+    text = ET.tostring(root, "unicode")
+    text = re.sub(r"<properties\s*/>|<properties>\s*</properties>", "", text)
+    return re.sub(r">\s+<", "><", text)
+
+
+def run_matrix(runner: PluginRunner, flag: str, shards: int = 3) -> tuple[Path, list[Path]]:
+    """The unsharded run and every shard, each from the same (empty) history."""
+    base = runner.pytester.path
+    cache = base / ".pytest_cache"
+    whole = base / "whole.xml"
+    runner.run(f"{flag}={whole}", "-p", "no:randomly", workers=2)
+    parts = []
+    for i in range(1, shards + 1):
+        shutil.rmtree(cache, ignore_errors=True)
+        part = base / f"shard{i}.xml"
+        runner.run("--shard", f"{i}/{shards}", f"{flag}={part}", "-p", "no:randomly", workers=2)
+        parts.append(part)
+    shutil.rmtree(cache, ignore_errors=True)
+    return whole, parts
+
+
+@pytest.mark.parametrize("flag", ["--junitxml", "--report-junit"])
+def test_three_merged_shards_equal_the_unsharded_run(runner: PluginRunner, flag: str) -> None:
+    runner.pytester.makepyfile(**SUITE)
+    whole, parts = run_matrix(runner, flag)
+    merged = runner.pytester.path / "merged.xml"
+    done = merge("-o", merged, *reversed(parts))
+    assert done.returncode == 0, done.stderr
+    assert "merged 3 shards" in done.stdout
+    assert normalized(merged) == normalized(whole)
+    properties = {
+        p.get("name"): p.get("value") for p in ET.parse(merged).getroot().iter("property")
+    }
+    assert properties["parallel_exec.shards"] == "3"
+    assert properties["parallel_exec.shard_plan"]
+    suite = junitparser.JUnitXml.fromfile(str(merged))
+    cases = [case for s in suite for case in s]
+    assert len(cases) == len(list(ET.parse(whole).getroot().iter("testcase")))
+    if flag == "--report-junit" and JUNIT_SCHEMA.is_file():
+        xmlschema.XMLSchema(str(JUNIT_SCHEMA)).validate(str(merged))
+
+
+def test_the_merge_refuses_what_is_not_one_matrix(runner: PluginRunner) -> None:
+    runner.pytester.makepyfile(**SUITE)
+    whole, parts = run_matrix(runner, "--junitxml")
+    out = runner.pytester.path / "out.xml"
+
+    missing = merge("-o", out, parts[0], parts[2])
+    assert missing.returncode == 2
+    assert "missing shard: 2/3" in missing.stderr
+
+    twice = merge("-o", out, parts[0], parts[0], parts[1], parts[2])
+    assert twice.returncode == 2
+    assert "shard 1/3 is given twice" in twice.stderr
+
+    unsharded = merge("-o", out, whole, *parts)
+    assert unsharded.returncode == 2
+    assert "is not the report of a shard" in unsharded.stderr
+
+    # Another plan: the same suite split in two.
+    other = runner.pytester.path / "other.xml"
+    runner.run("--shard", "1/2", f"--junitxml={other}", "-p", "no:randomly", workers=2)
+    mixed_plans = merge("-o", out, other, *parts[1:])
+    assert mixed_plans.returncode == 2
+    assert "come from different plans" in mixed_plans.stderr
+
+    tap = runner.pytester.path / "run.tap"
+    tap.write_text("TAP version 13\n1..0\n")
+    mixed = merge("-o", out, tap, *parts)
+    assert mixed.returncode == 2
+    assert "different formats" in mixed.stderr
+
+    # A test in two shards (a report edited, or two matrices' shards mixed).
+    doubled = runner.pytester.path / "doubled.xml"
+    tree = ET.parse(parts[1])
+    suite = tree.getroot().find("testsuite")
+    assert suite is not None
+    first_case = next(ET.parse(parts[0]).getroot().iter("testcase"))
+    suite.append(first_case)
+    tree.write(doubled)
+    reported_twice = merge("-o", out, parts[0], doubled, parts[2])
+    assert reported_twice.returncode == 2
+    assert "is reported twice" in reported_twice.stderr
+    for result in (missing, twice, unsharded, mixed_plans, mixed, reported_twice):
+        assert "Traceback" not in result.stderr
+    assert not out.exists()
