@@ -4,6 +4,7 @@ for ``--report-junit``; the merge refuses what is not one matrix's reports."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -165,3 +166,48 @@ def test_the_merge_refuses_what_is_not_one_matrix(runner: PluginRunner) -> None:
     for result in (missing, twice, unsharded, mixed_plans, mixed, reported_twice):
         assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_merged_json_reports_and_outcome_records(runner: PluginRunner) -> None:
+    from test_report_json import load
+
+    runner.pytester.makepyfile(**SUITE)
+    base = runner.pytester.path
+    cache = base / ".pytest_cache"
+    whole = base / "whole.json"
+    runner.run(f"--report-json={whole}", "-p", "no:randomly", workers=2)
+    parts, records = [], []
+    for i in range(1, 4):
+        shutil.rmtree(cache, ignore_errors=True)
+        part, record = base / f"shard{i}.json", base / f"outcome{i}.json"
+        runner.run(
+            "--shard", f"{i}/3", f"--report-json={part}", f"--report-outcome={record}",
+            "-p", "no:randomly", workers=2,
+        )  # fmt: skip
+        parts.append(part)
+        records.append(record)
+    merged = base / "merged.json"
+    done = merge("-o", merged, *parts)
+    assert done.returncode == 0, done.stderr
+    expected, found = load(whole), load(merged)
+
+    def comparable(test: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in test.items() if k not in ("worker", "duration", "phases")}
+
+    assert [comparable(t) for t in found["tests"]] == [comparable(t) for t in expected["tests"]]
+    assert found["summary"] == expected["summary"]
+    assert found["exit_code"] == expected["exit_code"]
+    assert {key.split(":")[0] for key in found["workerStats"]} == {"1/3", "2/3", "3/3"}
+
+    outcome = base / "merged-outcome.json"
+    done = merge("-o", outcome, *records)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(outcome.read_text())
+    shards = [json.loads(r.read_text()) for r in records]
+    assert record["tests_executed"] == len(expected["tests"])
+    assert record["failed"] == sum(s["failed"] for s in shards) == 1
+    assert record["errors"] == sum(s["errors"] for s in shards) == 3
+    assert record["actual_makespan"] == max(s["actual_makespan"] for s in shards)
+    assert record["lower_bound"] == max(s["lower_bound"] for s in shards)
+    assert len({s["shard_plan"] for s in shards}) == 1
+    assert record["shard_plan"] == shards[0]["shard_plan"]

@@ -7,17 +7,21 @@ merge refuses what cannot be one matrix's reports: mixed formats, different plan
 shard given twice or missing, a test reported twice.  It then writes one report in the
 inputs' format with the tests back in the suite's order, as an unsharded run writes it.
 
-JUnit XML is merged (pytest's ``--junitxml`` and ``--report-junit``, default or
-extended).  Other formats are refused with a message saying so.
+Merged: JUnit XML (pytest's ``--junitxml`` and ``--report-junit``, default or
+extended), the JSON report (``--report-json``; ``workerStats`` kept per shard and
+worker, as ``2/3:gw0``) and the outcome records (``--report-outcome``: the matrix's
+makespan against the largest shard's lower bound).  TAP is refused with a message.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ParallelExecError
 from ..files import write_atomically
@@ -46,6 +50,17 @@ class MergeError(ParallelExecError):
 
 
 @dataclass
+class ShardId:
+    """What every shard's report says of itself."""
+
+    path: Path
+    index: int
+    count: int
+    run_id: str
+    plan: str
+
+
+@dataclass
 class ShardReport:
     path: Path
     index: int
@@ -66,7 +81,15 @@ def detect_format(path: Path) -> str:
     if head.startswith(b"<"):
         return "junit"
     if head.startswith(b"{"):
-        return "json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            return "unknown"
+        if isinstance(data, dict) and "tests" in data and "summary" in data:
+            return "json"
+        if isinstance(data, dict) and "reward" in data:
+            return "outcome"
+        return "unknown"
     if head.startswith(b"TAP version"):
         return "tap"
     return "unknown"
@@ -81,16 +104,24 @@ def merge_files(output: Path, inputs: Sequence[Path]) -> str:
     if len(kinds) > 1:
         listed = ", ".join(f"{p} ({k})" for p, k in formats.items())
         raise MergeError(f"the inputs are of different formats: {listed}")
-    if kinds[0] != "junit":
+    kind = kinds[0]
+    if kind == "junit":
+        shards = [read_junit(path) for path in inputs]
+        text = merge_junit(shards)
+        what = f"{text.count('<testcase ')} test cases"
+    elif kind == "json":
+        text, count = merge_json(inputs)
+        what = f"{count} tests"
+    elif kind == "outcome":
+        text, count = merge_outcome_files(inputs)
+        what = f"{count} tests"
+    else:
         raise MergeError(
-            f"merging {kinds[0]} reports is not supported yet: merge the shards' JUnit XML "
-            "reports (--junitxml or --report-junit)"
+            f"merging {kind} reports is not supported: merge the shards' JUnit XML, JSON "
+            "reports or outcome records"
         )
-    shards = [read_junit(path) for path in inputs]
-    text = merge_junit(shards)
     write_atomically(output, text)
-    tests = text.count("<testcase ")
-    return f"merged {len(shards)} shards ({tests} test cases) into {output}"
+    return f"merged {len(inputs)} shards ({what}) into {output}"
 
 
 def read_junit(path: Path) -> ShardReport:
@@ -131,7 +162,7 @@ def read_junit(path: Path) -> ShardReport:
     )
 
 
-def check_matrix(shards: Sequence[ShardReport]) -> None:
+def check_matrix(shards: Sequence[ShardReport | ShardId]) -> None:
     """One matrix, one plan, every shard exactly once."""
     first = shards[0]
     for shard in shards[1:]:
@@ -263,3 +294,200 @@ def _merged_properties(shards: Sequence[ShardReport]) -> list[tuple[str, str]]:
     if f"{PREFIX}exit_code" in run:
         merged.append((f"{PREFIX}exit_code", str(max(int(v) for v in run[f"{PREFIX}exit_code"]))))
     return merged
+
+
+# ---------------------------------------------------------------------- JSON report
+
+
+def _shard_id(path: Path, label: str | None, run_id: str | None, plan: str | None) -> ShardId:
+    if not label:
+        raise MergeError(
+            f"{path} is not the report of a shard (no shard: was it written by a run with "
+            "--shard I/N?)"
+        )
+    try:
+        index, count = (int(x) for x in label.split("/"))
+    except ValueError:
+        raise MergeError(f"{path}: damaged shard ({label!r})") from None
+    return ShardId(path, index, count, run_id or "", plan or "")
+
+
+def merge_json(paths: Sequence[Path]) -> tuple[str, int]:
+    from pydantic import ValidationError
+
+    from .writers.json_report import JsonReport, ShardInfo, Summary
+
+    reports: list[tuple[ShardId, JsonReport]] = []
+    for path in paths:
+        try:
+            report = JsonReport.model_validate_json(path.read_bytes())
+        except (ValidationError, OSError) as exc:
+            raise MergeError(f"{path} is not a parallel_exec JSON report: {exc}") from None
+        info = report.shard
+        ident = _shard_id(
+            path,
+            info.shard if info else None,
+            info.run_id if info else None,
+            info.plan if info else None,
+        )
+        reports.append((ident, report))
+    check_matrix([ident for ident, _ in reports])
+    reports.sort(key=lambda r: r[0].index)
+    tests = []
+    owner: dict[str, Path] = {}
+    for ident, report in reports:
+        assert report.shard is not None
+        for number, test in enumerate(report.tests):
+            if test.nodeid in owner:
+                raise MergeError(
+                    f"{test.nodeid} is reported twice: in {owner[test.nodeid]} and {ident.path}"
+                )
+            owner[test.nodeid] = ident.path
+            position = report.shard.positions.get(test.nodeid, math.inf)
+            tests.append((position, ident.index, number, test))
+    tests.sort(key=lambda t: t[:3])
+    first_id, first = reports[0]
+    shards = [r for _, r in reports]
+    suite_tests = len(tests) + sum(r.summary.not_reached for r in shards)
+    summary = Summary(
+        total=len(tests),
+        passed=sum(r.summary.passed for r in shards),
+        failed=sum(r.summary.failed for r in shards),
+        error=sum(r.summary.error for r in shards),
+        skipped=sum(r.summary.skipped for r in shards),
+        xfailed=sum(r.summary.xfailed for r in shards),
+        xpassed=sum(r.summary.xpassed for r in shards),
+        flaky=sum(r.summary.flaky for r in shards),
+        not_run=sum(r.summary.not_run for r in shards),
+        crashed=sum(r.summary.crashed for r in shards),
+        collection_errors=max(r.summary.collection_errors for r in shards),
+        # Each shard deselected the others' tests too: what the suite itself deselected.
+        deselected=min(
+            r.summary.deselected - (suite_tests - r.summary.total - r.summary.not_reached)
+            for r in shards
+        ),
+        not_reached=sum(r.summary.not_reached for r in shards),
+    )
+    errors = {e.nodeid: e for r in shards for e in r.collection_errors}
+    strategies = {r.strategy for r in shards}
+    started = min(r.started for r in shards)
+    finished = max(r.finished for r in shards)
+    outcomes = [r.learning_outcome for r in shards if r.learning_outcome is not None]
+    merged = first.model_copy(
+        update={
+            "run_id": first_id.run_id,
+            "strategy": strategies.pop() if len(strategies) == 1 else "mixed",
+            "planned_workers": sum(r.planned_workers or 0 for r in shards),
+            "created": max(r.created for r in shards),
+            "started": started,
+            "finished": finished,
+            "duration": round((finished - started).total_seconds(), 6),
+            "exit_code": max(r.exit_code for r in shards),
+            "aborted": any(r.aborted for r in shards),
+            "passed": summary.passed,
+            "failed": summary.failed,
+            "skipped": summary.skipped,
+            "summary": summary,
+            "worker_stats": {
+                f"{ident.index}/{ident.count}:{worker}": stats
+                for ident, r in reports
+                for worker, stats in r.worker_stats.items()
+            },
+            "workers": [
+                w.model_copy(update={"id": f"{ident.index}/{ident.count}:{w.id}"})
+                for ident, r in reports
+                for w in r.workers
+            ],
+            "collection_errors": list(errors.values()),
+            "tests": [t[3] for t in tests],
+            "learning_outcome": merge_outcomes(outcomes) if len(outcomes) == len(shards) else None,
+            "shard": ShardInfo(
+                shard=f"1-{first_id.count}/{first_id.count}",
+                run_id=first_id.run_id,
+                plan=first_id.plan,
+                positions={},
+            ),
+        }
+    )
+    text = json.dumps(merged.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+    return text + "\n", len(tests)
+
+
+# ---------------------------------------------------------------------- outcome records
+
+
+def merge_outcome_files(paths: Sequence[Path]) -> tuple[str, int]:
+    from pydantic import ValidationError
+
+    from ..history.learning import LearningOutcome
+
+    records = []
+    for path in paths:
+        try:
+            record = LearningOutcome.model_validate_json(path.read_bytes())
+        except (ValidationError, OSError) as exc:
+            raise MergeError(f"{path} is not a parallel_exec outcome record: {exc}") from None
+        records.append(
+            (_shard_id(path, record.shard, record.shard_run_id, record.shard_plan), record)
+        )
+    check_matrix([ident for ident, _ in records])
+    merged = merge_outcomes([r for _, r in sorted(records, key=lambda r: r[0].index)])
+    return merged.model_dump_json(indent=2) + "\n", merged.tests_executed
+
+
+def merge_outcomes(records: Sequence[Any]) -> Any:
+    """One record for the matrix: counts summed, the makespan the largest shard's wall,
+    against the largest shard's lower bound."""
+    from ..history.learning import LearningOutcome
+
+    first: LearningOutcome = records[0]
+
+    def total(name: str) -> Any:
+        return sum(getattr(r, name) for r in records)
+
+    wall = max(r.wall_time for r in records)
+    work = total("sequential_estimate")
+    workers = max(1, total("workers"))
+    lower = max(r.lower_bound for r in records)
+    predicted = [r.predicted_makespan for r in records]
+    strategies = {r.strategy for r in records}
+    return first.model_copy(
+        update={
+            "run_id": first.shard_run_id or first.run_id,
+            "strategy": strategies.pop() if len(strategies) == 1 else "mixed",
+            "workers": workers,
+            **{
+                name: total(name)
+                for name in (
+                    "tests_executed",
+                    "passed",
+                    "failed",
+                    "skipped",
+                    "errors",
+                    "not_run",
+                    "stragglers",
+                    "retries",
+                    "worker_failures",
+                    "timed_out",
+                    "over_memory",
+                    "slow_tests",
+                    "recycled_workers",
+                    "leaked_processes",
+                )
+            },
+            "wall_time": wall,
+            "sequential_estimate": round(work, 6),
+            "speedup": round(work / wall, 4) if wall > 0 else 0.0,
+            "efficiency": round(min(1.0, work / (workers * wall)), 4) if wall > 0 else 0.0,
+            "balance": min(r.balance for r in records),
+            "straggler_tests": [s for r in records for s in r.straggler_tests],
+            "predicted_makespan": None if None in predicted else max(predicted),
+            "actual_makespan": wall,
+            "lower_bound": lower,
+            "actual_over_lower_bound": round(wall / lower, 4) if lower > 0 else None,
+            "flaky_tests": [t for r in records for t in r.flaky_tests],
+            "reward": min(r.reward for r in records),
+            "shard": None,
+            "shard_predicted_work": None,
+        }
+    )

@@ -170,6 +170,17 @@ class Environment(BaseModel):
     hostname: str
 
 
+class ShardInfo(BaseModel):
+    """``--shard I/N``: which shard of which matrix (``parallel-exec merge`` reads it)."""
+
+    shard: str = Field(description="I/N")
+    run_id: str = Field(description="the matrix's id")
+    plan: str = Field(description="the plan's fingerprint, the same on every shard")
+    positions: dict[str, int] = Field(
+        description="each test of this shard: its place in the whole suite's order"
+    )
+
+
 class JsonReport(BaseModel):
     """A parallel_exec run, as written by ``--report-json`` (docs/reports-json.md)."""
 
@@ -200,6 +211,7 @@ class JsonReport(BaseModel):
     collection_errors: list[CollectionError]
     tests: list[TestRecord] = Field(description="in collection order")
     learning_outcome: LearningOutcome | None
+    shard: ShardInfo | None = Field(None, description="set when the run was one shard")
 
 
 def report_schema() -> dict[str, Any]:
@@ -273,6 +285,7 @@ class JsonWriter:
         self._end_clock: float | None = None
         self._results = common.Results()
         self._workers: dict[str, _Worker] = {}
+        self._shard: events.ShardSelected | None = None
 
     def __call__(self, event: events.RunEvent) -> None:
         now = self._clock()
@@ -282,6 +295,8 @@ class JsonWriter:
             self._run_time = event.started_at
         elif isinstance(event, events.WorkerStarted):
             self._worker_started(event, now)
+        elif isinstance(event, events.ShardSelected):
+            self._shard = event
         elif isinstance(event, events.TestFinished):
             self._test_finished(event)
         elif isinstance(event, events.WorkerCrashed):
@@ -388,6 +403,20 @@ class JsonWriter:
             collection_errors=[self._collection_error(r) for r in failed_collection],
             tests=[self._test_record(t) for t in tests],
             learning_outcome=ended.outcome,
+            shard=self._shard_info(),
+        )
+
+    def _shard_info(self) -> ShardInfo | None:
+        shard = self._shard
+        if shard is None:
+            return None
+        collection = self._results.collection
+        nodeids = collection.nodeids if collection is not None else ()
+        return ShardInfo(
+            shard=shard.label,
+            run_id=shard.run_id,
+            plan=shard.fingerprint,
+            positions=dict(zip(nodeids, shard.positions, strict=False)),
         )
 
     def _worker_record(self, worker: _Worker) -> WorkerRecord:
