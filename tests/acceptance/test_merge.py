@@ -211,3 +211,33 @@ def test_merged_json_reports_and_outcome_records(runner: PluginRunner) -> None:
     assert record["lower_bound"] == max(s["lower_bound"] for s in shards)
     assert len({s["shard_plan"] for s in shards}) == 1
     assert record["shard_plan"] == shards[0]["shard_plan"]
+
+
+def test_merged_tap_has_one_plan(runner: PluginRunner) -> None:
+    from tap.parser import Parser
+
+    runner.pytester.makepyfile(**SUITE)
+    base = runner.pytester.path
+    cache = base / ".pytest_cache"
+    whole = base / "whole.tap"
+    runner.run(f"--report-tap={whole}", "-p", "no:randomly", workers=2)
+    parts = []
+    for i in range(1, 4):
+        shutil.rmtree(cache, ignore_errors=True)
+        part = base / f"shard{i}.tap"
+        runner.run("--shard", f"{i}/3", f"--report-tap={part}", "-p", "no:randomly", workers=2)
+        parts.append(part)
+    merged = base / "merged.tap"
+    done = merge("-o", merged, *parts)
+    assert done.returncode == 0, done.stderr
+
+    def points(path: Path) -> dict[str, bool]:
+        lines = list(Parser().parse_file(str(path)))
+        plans = [line for line in lines if line.category == "plan"]
+        assert len(plans) == 1
+        tests = [line for line in lines if line.category == "test"]
+        assert plans[0].expected_tests == len(tests)
+        assert [t.number for t in tests] == list(range(1, len(tests) + 1))
+        return {t.description: t.ok for t in tests}
+
+    assert points(merged) == points(whole)

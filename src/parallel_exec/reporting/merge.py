@@ -9,14 +9,16 @@ inputs' format with the tests back in the suite's order, as an unsharded run wri
 
 Merged: JUnit XML (pytest's ``--junitxml`` and ``--report-junit``, default or
 extended), the JSON report (``--report-json``; ``workerStats`` kept per shard and
-worker, as ``2/3:gw0``) and the outcome records (``--report-outcome``: the matrix's
-makespan against the largest shard's lower bound).  TAP is refused with a message.
+worker, as ``2/3:gw0``), the outcome records (``--report-outcome``: the matrix's
+makespan against the largest shard's lower bound) and TAP (``--report-tap``: one plan;
+its points stay in each shard's order of completion, shard after shard, renumbered).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,6 +117,9 @@ def merge_files(output: Path, inputs: Sequence[Path]) -> str:
     elif kind == "outcome":
         text, count = merge_outcome_files(inputs)
         what = f"{count} tests"
+    elif kind == "tap":
+        text, count = merge_tap(inputs)
+        what = f"{count} test points"
     else:
         raise MergeError(
             f"merging {kind} reports is not supported: merge the shards' JUnit XML, JSON "
@@ -491,3 +496,59 @@ def merge_outcomes(records: Sequence[Any]) -> Any:
             "shard_predicted_work": None,
         }
     )
+
+
+# ---------------------------------------------------------------------- TAP
+
+
+_SHARD_LINE = re.compile(r"^# parallel_exec shard (\d+/\d+) of matrix (\S+), plan (\S+)$")
+_ONE_SHARD_ONLY = re.compile(r"^(1\.\.\d+|# parallel_exec (shard|run) )")
+_POINT = re.compile(r"^(not ok|ok) (\d+)(?: - (.*?))?(\s+#\s+(?:SKIP|TODO).*)?$")
+
+
+def merge_tap(paths: Sequence[Path]) -> tuple[str, int]:
+    parsed = []
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        found = next((m for m in map(_SHARD_LINE.match, lines) if m), None)
+        ident = _shard_id(path, *(found.groups() if found else (None, None, None)))
+        parsed.append((ident, lines))
+    check_matrix([ident for ident, _ in parsed])
+    parsed.sort(key=lambda p: p[0].index)
+    out = [
+        "TAP version 13",
+        f"# parallel_exec merged matrix {parsed[0][0].run_id}: {parsed[0][0].count} shards, "
+        f"plan {parsed[0][0].plan}",
+    ]
+    count = 0
+    bailed = []
+    owner: dict[str, Path] = {}
+    seen_collection: set[str] = set()
+    for ident, lines in parsed:
+        skipping = False
+        for line in lines[1:]:
+            point = _POINT.match(line)
+            if point:
+                name = point.group(3) or ""
+                skipping = False
+                if name.startswith("ERROR collecting "):
+                    if name in seen_collection:
+                        skipping = True  # every shard collected it: once
+                        continue
+                    seen_collection.add(name)
+                elif name in owner:
+                    raise MergeError(f"{name} is reported twice: in {owner[name]} and {ident.path}")
+                owner[name] = ident.path
+                count += 1
+                directive = point.group(4) or ""
+                out.append(f"{point.group(1)} {count} - {name}{directive}")
+            elif line.startswith("Bail out!"):
+                bailed.append(f"{ident.index}/{ident.count}: {line[len('Bail out!') :].strip()}")
+            elif _ONE_SHARD_ONLY.match(line):
+                continue  # its plan, which shard it was, its run: the merge says its own
+            elif not skipping:
+                out.append(line)
+    out.append(f"1..{count}" if count else "1..0 # SKIP no tests ran")
+    if bailed:
+        out.append("Bail out! " + "; ".join(bailed))
+    return "".join(f"{line}\n" for line in out), count

@@ -272,6 +272,14 @@ def collection_error_point(number: int, report: pytest.CollectReport, worker_id:
     return [line, *diagnostic_block(found)]
 
 
+#: The comment a shard's TAP report carries (``parallel-exec merge`` reads it).
+SHARD_COMMENT = "# parallel_exec shard {shard} of matrix {run_id}, plan {plan}"
+
+
+def shard_comment(event: events.ShardSelected) -> str:
+    return SHARD_COMMENT.format(shard=event.label, run_id=event.run_id, plan=event.fingerprint)
+
+
 def summary_comment(tests: Sequence[events.TestFinished], collection_errors: int) -> str:
     counts = tally(tests)
     parts = [f"{counts[o]} {o}" for o in OUTCOMES if counts[o]]
@@ -311,6 +319,8 @@ class TapWriter:
                     f"worker{'s' if event.workers != 1 else ''}, {one_line(event.strategy)}"
                 ]
             )
+        elif isinstance(event, events.ShardSelected):
+            self._emit([shard_comment(event)])
         elif isinstance(event, events.CollectionFinished):
             for report in event.collect_reports:
                 if report.failed:
