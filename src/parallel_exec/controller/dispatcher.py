@@ -803,7 +803,9 @@ class Dispatcher:
                 stderr_tail=evidence.stderr_since_test,
                 in_teardown=in_teardown,
                 ended_by=(
-                    reason.kind if reason is not None and crashed == ended_for else plugin_ended
+                    reason.kind
+                    if reason is not None and crashed == ended_for
+                    else plugin_ended or ("run-timeout" if self.status.deadline else "")
                 ),
             )
         )

@@ -390,7 +390,9 @@ class WorkerCrashed:
     @property
     def description(self) -> str:
         """``crashed while running <test> (exit code N)``: one wording for every writer."""
-        if self.ended_by:
+        if self.ended_by and self.nodeid is None:
+            what = f"was ended: the run reached {LIMIT_OPTIONS.get(self.ended_by, self.ended_by)}"
+        elif self.ended_by:
             limit = LIMIT_OPTIONS.get(self.ended_by, self.ended_by)
             what = f"was ended: {self.nodeid} reached {limit}"
         elif self.in_teardown:
