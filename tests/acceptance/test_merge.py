@@ -85,46 +85,105 @@ def normalized(path: Path) -> str:
     return re.sub(r">\s+<", "><", text)
 
 
-def run_matrix(runner: PluginRunner, flag: str, shards: int = 3) -> tuple[Path, list[Path]]:
-    """The unsharded run and every shard, each from the same (empty) history."""
+#: Every report of a run, by flag, and its file suffix.
+REPORTS = {
+    "--junitxml": "xml",
+    "--report-junit": "ours.xml",
+    "--report-json": "json",
+    "--report-outcome": "outcome.json",
+    "--report-tap": "tap",
+}
+
+
+def run_matrix(
+    runner: PluginRunner, flags: tuple[str, ...] = tuple(REPORTS), shards: int = 3
+) -> tuple[dict[str, Path], list[dict[str, Path]]]:
+    """The unsharded run and every shard, each from the same (empty) history, each
+    writing the reports of ``flags``: ``(whole, [shard 1, ...])``, each by flag."""
     base = runner.pytester.path
     cache = base / ".pytest_cache"
-    whole = base / "whole.xml"
-    runner.run(f"{flag}={whole}", "-p", "no:randomly", workers=2)
-    parts = []
-    for i in range(1, shards + 1):
+
+    def one(name: str, *args: str) -> dict[str, Path]:
         shutil.rmtree(cache, ignore_errors=True)
-        part = base / f"shard{i}.xml"
-        runner.run("--shard", f"{i}/{shards}", f"{flag}={part}", "-p", "no:randomly", workers=2)
-        parts.append(part)
+        files = {flag: base / f"{name}.{REPORTS[flag]}" for flag in flags}
+        runner.run(
+            *args, *(f"{flag}={path}" for flag, path in files.items()), "-p", "no:randomly",
+            workers=2,
+        )  # fmt: skip
+        return files
+
+    whole = one("whole")
+    parts = [one(f"shard{i}", "--shard", f"{i}/{shards}") for i in range(1, shards + 1)]
     shutil.rmtree(cache, ignore_errors=True)
     return whole, parts
 
 
-@pytest.mark.parametrize("flag", ["--junitxml", "--report-junit"])
-def test_three_merged_shards_equal_the_unsharded_run(runner: PluginRunner, flag: str) -> None:
+def test_three_merged_shards_equal_the_unsharded_run(runner: PluginRunner) -> None:
+    """Every format merged from one matrix: JUnit (pytest's and ours) equal to the
+    unsharded run's, the JSON report's tests and summary, the outcome records, TAP."""
+    from tap.parser import Parser
+    from test_report_json import load
+
     runner.pytester.makepyfile(**SUITE)
-    whole, parts = run_matrix(runner, flag)
-    merged = runner.pytester.path / "merged.xml"
-    done = merge("-o", merged, *reversed(parts))
-    assert done.returncode == 0, done.stderr
-    assert "merged 3 shards" in done.stdout
-    assert normalized(merged) == normalized(whole)
-    properties = {
-        p.get("name"): p.get("value") for p in ET.parse(merged).getroot().iter("property")
-    }
-    assert properties["parallel_exec.shards"] == "3"
-    assert properties["parallel_exec.shard_plan"]
-    suite = junitparser.JUnitXml.fromfile(str(merged))
-    cases = [case for s in suite for case in s]
-    assert len(cases) == len(list(ET.parse(whole).getroot().iter("testcase")))
-    if flag == "--report-junit" and JUNIT_SCHEMA.is_file():
-        xmlschema.XMLSchema(str(JUNIT_SCHEMA)).validate(str(merged))
+    whole, parts = run_matrix(runner)
+    base = runner.pytester.path
+
+    def merged(flag: str) -> Path:
+        out = base / f"merged.{REPORTS[flag]}"
+        done = merge("-o", out, *reversed([p[flag] for p in parts]))
+        assert done.returncode == 0, done.stderr
+        assert "merged 3 shards" in done.stdout
+        return out
+
+    for flag in ("--junitxml", "--report-junit"):
+        junit = merged(flag)
+        assert normalized(junit) == normalized(whole[flag]), flag
+        properties = {
+            p.get("name"): p.get("value") for p in ET.parse(junit).getroot().iter("property")
+        }
+        assert properties["parallel_exec.shards"] == "3"
+        assert properties["parallel_exec.shard_plan"]
+        cases = [case for s in junitparser.JUnitXml.fromfile(str(junit)) for case in s]
+        assert len(cases) == len(list(ET.parse(whole[flag]).getroot().iter("testcase")))
+    if JUNIT_SCHEMA.is_file():
+        xmlschema.XMLSchema(str(JUNIT_SCHEMA)).validate(str(merged("--report-junit")))
+
+    expected, found = load(whole["--report-json"]), load(merged("--report-json"))
+
+    def comparable(test: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in test.items() if k not in ("worker", "duration", "phases")}
+
+    assert [comparable(t) for t in found["tests"]] == [comparable(t) for t in expected["tests"]]
+    assert found["summary"] == expected["summary"]
+    assert found["exit_code"] == expected["exit_code"]
+    assert {key.split(":")[0] for key in found["workerStats"]} == {"1/3", "2/3", "3/3"}
+
+    record = json.loads(merged("--report-outcome").read_text())
+    shards = [json.loads(p["--report-outcome"].read_text()) for p in parts]
+    assert record["tests_executed"] == len(expected["tests"])
+    assert record["failed"] == sum(s["failed"] for s in shards) == 1
+    assert record["errors"] == sum(s["errors"] for s in shards) == 3
+    assert record["actual_makespan"] == max(s["actual_makespan"] for s in shards)
+    assert record["lower_bound"] == max(s["lower_bound"] for s in shards)
+    assert len({s["shard_plan"] for s in shards}) == 1
+    assert record["shard_plan"] == shards[0]["shard_plan"]
+
+    def points(path: Path) -> dict[str, bool]:
+        lines = list(Parser().parse_file(str(path)))
+        plans = [line for line in lines if line.category == "plan"]
+        assert len(plans) == 1
+        tests = [line for line in lines if line.category == "test"]
+        assert plans[0].expected_tests == len(tests)
+        assert [t.number for t in tests] == list(range(1, len(tests) + 1))
+        return {t.description: t.ok for t in tests}
+
+    assert points(merged("--report-tap")) == points(whole["--report-tap"])
 
 
 def test_the_merge_refuses_what_is_not_one_matrix(runner: PluginRunner) -> None:
     runner.pytester.makepyfile(**SUITE)
-    whole, parts = run_matrix(runner, "--junitxml")
+    whole_reports, shard_reports = run_matrix(runner, ("--junitxml",))
+    whole, parts = whole_reports["--junitxml"], [p["--junitxml"] for p in shard_reports]
     out = runner.pytester.path / "out.xml"
 
     missing = merge("-o", out, parts[0], parts[2])
@@ -166,78 +225,3 @@ def test_the_merge_refuses_what_is_not_one_matrix(runner: PluginRunner) -> None:
     for result in (missing, twice, unsharded, mixed_plans, mixed, reported_twice):
         assert "Traceback" not in result.stderr
     assert not out.exists()
-
-
-def test_merged_json_reports_and_outcome_records(runner: PluginRunner) -> None:
-    from test_report_json import load
-
-    runner.pytester.makepyfile(**SUITE)
-    base = runner.pytester.path
-    cache = base / ".pytest_cache"
-    whole = base / "whole.json"
-    runner.run(f"--report-json={whole}", "-p", "no:randomly", workers=2)
-    parts, records = [], []
-    for i in range(1, 4):
-        shutil.rmtree(cache, ignore_errors=True)
-        part, record = base / f"shard{i}.json", base / f"outcome{i}.json"
-        runner.run(
-            "--shard", f"{i}/3", f"--report-json={part}", f"--report-outcome={record}",
-            "-p", "no:randomly", workers=2,
-        )  # fmt: skip
-        parts.append(part)
-        records.append(record)
-    merged = base / "merged.json"
-    done = merge("-o", merged, *parts)
-    assert done.returncode == 0, done.stderr
-    expected, found = load(whole), load(merged)
-
-    def comparable(test: dict[str, object]) -> dict[str, object]:
-        return {k: v for k, v in test.items() if k not in ("worker", "duration", "phases")}
-
-    assert [comparable(t) for t in found["tests"]] == [comparable(t) for t in expected["tests"]]
-    assert found["summary"] == expected["summary"]
-    assert found["exit_code"] == expected["exit_code"]
-    assert {key.split(":")[0] for key in found["workerStats"]} == {"1/3", "2/3", "3/3"}
-
-    outcome = base / "merged-outcome.json"
-    done = merge("-o", outcome, *records)
-    assert done.returncode == 0, done.stderr
-    record = json.loads(outcome.read_text())
-    shards = [json.loads(r.read_text()) for r in records]
-    assert record["tests_executed"] == len(expected["tests"])
-    assert record["failed"] == sum(s["failed"] for s in shards) == 1
-    assert record["errors"] == sum(s["errors"] for s in shards) == 3
-    assert record["actual_makespan"] == max(s["actual_makespan"] for s in shards)
-    assert record["lower_bound"] == max(s["lower_bound"] for s in shards)
-    assert len({s["shard_plan"] for s in shards}) == 1
-    assert record["shard_plan"] == shards[0]["shard_plan"]
-
-
-def test_merged_tap_has_one_plan(runner: PluginRunner) -> None:
-    from tap.parser import Parser
-
-    runner.pytester.makepyfile(**SUITE)
-    base = runner.pytester.path
-    cache = base / ".pytest_cache"
-    whole = base / "whole.tap"
-    runner.run(f"--report-tap={whole}", "-p", "no:randomly", workers=2)
-    parts = []
-    for i in range(1, 4):
-        shutil.rmtree(cache, ignore_errors=True)
-        part = base / f"shard{i}.tap"
-        runner.run("--shard", f"{i}/3", f"--report-tap={part}", "-p", "no:randomly", workers=2)
-        parts.append(part)
-    merged = base / "merged.tap"
-    done = merge("-o", merged, *parts)
-    assert done.returncode == 0, done.stderr
-
-    def points(path: Path) -> dict[str, bool]:
-        lines = list(Parser().parse_file(str(path)))
-        plans = [line for line in lines if line.category == "plan"]
-        assert len(plans) == 1
-        tests = [line for line in lines if line.category == "test"]
-        assert plans[0].expected_tests == len(tests)
-        assert [t.number for t in tests] == list(range(1, len(tests) + 1))
-        return {t.description: t.ok for t in tests}
-
-    assert points(merged) == points(whole)

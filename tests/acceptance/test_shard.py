@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Observation, PluginRunner
+    from conftest import PluginRunner
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,9 @@ SUITE = {
 }
 
 
-def shard_runs(runner: PluginRunner, count: int, workers: int | None) -> list[Observation]:
-    return [
-        runner.observe("--shard", f"{i}/{count}", "-p", "no:randomly", workers=workers)
-        for i in range(1, count + 1)
-    ]
-
-
-@pytest.mark.parametrize("workers", [2, None], ids=["n2", "in-process"])
-def test_shards_partition_the_suite_with_the_unsharded_outcomes(
-    runner: PluginRunner, workers: int | None
-) -> None:
+def test_shards_partition_the_suite_with_the_unsharded_outcomes(runner: PluginRunner) -> None:
+    """On workers; in-process shards are the same (next test)."""
+    workers = 2
     runner.pytester.makepyfile(**SUITE)
     # Every shard plans from the same history: a shard's own results must not change
     # the next one's plan (in CI each job restores the same cache).
