@@ -210,18 +210,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise
         config.pluginmanager.register(controller, "parallel_exec_controller")
         return
-    worker_only = [
-        flag
-        for flag, given in (
-            ("--retries", settings.retries),
-            ("--run-timeout", settings.run_timeout),
-            ("--slow-after", settings.slow_after),
-            ("--max-worker-memory", settings.max_worker_memory),
-            ("--max-worker-tests", settings.max_worker_tests),
-            ("--fail-on-leak", settings.leak_check == "fail"),
-        )
-        if given
-    ]
+    worker_only = (["--retries"] if settings.retries else []) + settings.limits.worker_only()
     if worker_only:
         config.issue_config_time_warning(
             ParallelExecWarning(
@@ -277,7 +266,7 @@ def _in_process_timeout(config: pytest.Config, settings: Settings) -> None:
 
     timeout_plugin = config.pluginmanager.hasplugin("timeout")
     if not InProcessTimeout.available() or pytest_timeout_signals(config):
-        if settings.test_timeout:
+        if settings.limits.test_timeout:
             why = (
                 "pytest-timeout's --timeout uses SIGALRM in this process"
                 if InProcessTimeout.available()
@@ -292,7 +281,7 @@ def _in_process_timeout(config: pytest.Config, settings: Settings) -> None:
             )
         return
     config.pluginmanager.register(
-        InProcessTimeout(settings.test_timeout, not timeout_plugin),
+        InProcessTimeout(settings.limits.test_timeout, not timeout_plugin),
         "parallel_exec_in_process_timeout",
     )
 
@@ -300,11 +289,20 @@ def _in_process_timeout(config: pytest.Config, settings: Settings) -> None:
 def pytest_timeout_signals(config: pytest.Config) -> bool:
     """pytest-timeout times tests here with SIGALRM (its ``signal`` method, its
     default where the signal exists)."""
+    active = pytest_timeout_setting(config)
+    return active is not None and active[1] == "signal"
+
+
+def pytest_timeout_setting(config: pytest.Config) -> tuple[Any, str] | None:
+    """pytest-timeout's ``--timeout`` and method (command line, then ini), when it is
+    installed and a timeout is set (None otherwise)."""
     if not config.pluginmanager.hasplugin("timeout"):
-        return False
+        return None
     timeout = config.getoption("timeout", None) or _ini(config, "timeout")
+    if not timeout:
+        return None
     method = config.getoption("timeout_method", None) or _ini(config, "timeout_method")
-    return bool(timeout) and (method or "signal") == "signal"
+    return timeout, method or "signal"
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
@@ -361,14 +359,14 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def timeouts_header(config: pytest.Config, settings: Settings) -> list[str]:
     """With pytest-timeout installed and its ``--timeout`` set: who enforces what."""
-    timeout = config.getoption("timeout", None) or _ini(config, "timeout")
-    if not config.pluginmanager.hasplugin("timeout") or not timeout:
+    active = pytest_timeout_setting(config)
+    if active is None:
         return []
-    method = config.getoption("timeout_method", None) or _ini(config, "timeout_method") or "signal"
+    timeout, method = active
     ours = (
         f"; parallel_exec ends a worker whose test runs past --test-timeout "
-        f"{settings.test_timeout:g} s"
-        if settings.test_timeout
+        f"{settings.limits.test_timeout:g} s"
+        if settings.limits.test_timeout
         else ""
     )
     return [

@@ -15,7 +15,7 @@ import argparse
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -546,6 +546,36 @@ def register(parser: pytest.Parser, shared: frozenset[str] = frozenset()) -> Non
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The guards' options: what the controller (``controller/guards.py``) and each
+    worker (``worker/limits.py``) enforce on the tests."""
+
+    #: ``--test-timeout`` (None: off) and ``--timeout-grace``.
+    test_timeout: float | None = None
+    timeout_grace: float = 5.0
+    #: ``--run-timeout`` (None: off).
+    run_timeout: float | None = None
+    #: ``--slow-after``: seconds, -1 for ``auto`` (None: off).
+    slow_after: float | None = None
+    #: ``--max-worker-memory`` in bytes and ``--max-worker-tests`` (None: off).
+    max_worker_memory: int | None = None
+    max_worker_tests: int | None = None
+    #: Processes tests leave running: ``report``, ``fail`` (``--fail-on-leak``) or ``off``.
+    leak_check: str = "report"
+
+    def worker_only(self) -> list[str]:
+        """The flags given that only runs on workers apply."""
+        given = (
+            ("--run-timeout", self.run_timeout),
+            ("--slow-after", self.slow_after),
+            ("--max-worker-memory", self.max_worker_memory),
+            ("--max-worker-tests", self.max_worker_tests),
+            ("--fail-on-leak", self.leak_check == "fail"),
+        )
+        return [flag for flag, value in given if value]
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated options of one run."""
 
@@ -563,18 +593,8 @@ class Settings:
     report_tap: str | None = None
     retries: int = 0
     fail_on_flaky: bool = False
-    #: ``--test-timeout`` (None: off).
-    test_timeout: float | None = None
-    timeout_grace: float = 5.0
-    #: ``--run-timeout`` (None: off).
-    run_timeout: float | None = None
-    #: ``--slow-after``: seconds, -1 for ``auto`` (None: off).
-    slow_after: float | None = None
-    #: ``--max-worker-memory`` in bytes (None: off).
-    max_worker_memory: int | None = None
-    max_worker_tests: int | None = None
-    #: Processes tests leave running: ``report``, ``fail`` (``--fail-on-leak``) or ``off``.
-    leak_check: str = "report"
+    #: The guards' options.
+    limits: Limits = field(default_factory=Limits)
     #: ``--shard I/N`` (None: the whole suite) and ``--shard-run-id``.
     shard: Shard | None = None
     shard_run_id: str | None = None
@@ -728,13 +748,15 @@ def load(config: pytest.Config) -> Settings:
         report_tap=values["pe_report_tap"],
         retries=values["pe_retries"] or 0,
         fail_on_flaky=bool(values["fail_on_flaky"]),
-        test_timeout=values["pe_test_timeout"] or None,
-        timeout_grace=values["pe_timeout_grace"],
-        run_timeout=values["pe_run_timeout"] or None,
-        slow_after=values["pe_slow_after"] or None,
-        max_worker_memory=values["pe_max_worker_memory"] or None,
-        max_worker_tests=values["pe_max_worker_tests"] or None,
-        leak_check=_leak_check(values["pe_fail_on_leak"], values["pe_no_leak_check"]),
+        limits=Limits(
+            test_timeout=values["pe_test_timeout"] or None,
+            timeout_grace=values["pe_timeout_grace"],
+            run_timeout=values["pe_run_timeout"] or None,
+            slow_after=values["pe_slow_after"] or None,
+            max_worker_memory=values["pe_max_worker_memory"] or None,
+            max_worker_tests=values["pe_max_worker_tests"] or None,
+            leak_check=_leak_check(values["pe_fail_on_leak"], values["pe_no_leak_check"]),
+        ),
         shard=values["pe_shard"],
         shard_run_id=values["pe_shard_run_id"],
     )

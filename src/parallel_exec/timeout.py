@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from .controller.guards import timeout_message
-from .worker.limits import marker_limit
+from .worker.limits import effective_limit, marker_limit
 
 
 class InProcessTimeout:
@@ -44,8 +44,7 @@ class InProcessTimeout:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
-        own = marker_limit(item, self.timeout_marker)
-        limit = (None if own == float("inf") else own) if own > 0 else self.limit
+        limit = effective_limit(marker_limit(item, self.timeout_marker), self.limit)
         if limit:
             self._armed = limit
             self._previous = signal.signal(signal.SIGALRM, self._expired)

@@ -15,6 +15,7 @@ from fake_pool import Sim
 from parallel_exec import processes
 from parallel_exec.controller.crashes import ended_by_pytest_timeout, split_captured
 from parallel_exec.reporting import events
+from parallel_exec.settings import Limits
 from parallel_exec.wire import protocol
 from parallel_exec.worker.limits import Retirement
 
@@ -64,7 +65,9 @@ def test_memory_over_the_ceiling_kills_the_worker_and_fails_its_test(
     pytester: pytest.Pytester,
 ) -> None:
     sim = Sim(pytester, TESTS)
-    sim.dispatcher.run = dataclasses.replace(sim.dispatcher.run, max_worker_memory=300 * 2**20)
+    sim.dispatcher.run = dataclasses.replace(
+        sim.dispatcher.run, limits=Limits(max_worker_memory=300 * 2**20)
+    )
     sim.dispatcher.guard.memory = 300 * 2**20
     sim.dispatcher.start()
     sim.start("gw0", "gw1")

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,13 @@ from .. import _pytest_compat
 from .._version import __version__
 from ..cpus import usable_cpus
 from ..errors import CollectionMismatchError, VersionMismatchError, WorkerStartError
-from ..history.store import TestTiming, estimate_durations
+from ..history.store import TestTiming
 from ..reporting import events
 from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
 from ..scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
-from ..scheduling.shards import plan_shards
-from ..settings import Shard
+from ..settings import Limits, Shard
+from ..sharding import nothing_to_run, select_shard
 from ..wire import environment, protocol
 from ..wire.reports import deserialize
 from .canonical import CanonicalCollection
@@ -94,18 +94,8 @@ class RunConfig:
     capture_off: bool
     #: The environment workers start from (None: the controller's as it is then).
     environment: Mapping[str, str] | None = None
-    #: ``--test-timeout`` (None: off) and ``--timeout-grace``.
-    test_timeout: float | None = None
-    timeout_grace: float = 5.0
-    #: ``--run-timeout`` (None: off).
-    run_timeout: float | None = None
-    #: ``--slow-after`` (-1: auto; None: off).
-    slow_after: float | None = None
-    #: ``--max-worker-memory`` in bytes and ``--max-worker-tests`` (None: off).
-    max_worker_memory: int | None = None
-    max_worker_tests: int | None = None
-    #: ``report``, ``fail`` or ``off``: processes tests leave running.
-    leak_check: str = "report"
+    #: The guards' options.
+    limits: Limits = field(default_factory=Limits)
     #: ``@pytest.mark.timeout`` is ours to enforce (pytest-timeout is not installed).
     timeout_marker: bool = False
     #: ``--shard I/N`` (None: the whole suite) and ``--shard-run-id``.
@@ -149,10 +139,10 @@ class Dispatcher:
         self.retries = RetryBook(run.retries)
         self.crashes = CrashAttribution()
         self.guard = Guard(
-            limit=run.test_timeout,
-            grace=run.timeout_grace,
-            memory=run.max_worker_memory,
-            slow_after=run.slow_after,
+            limit=run.limits.test_timeout,
+            grace=run.limits.timeout_grace,
+            memory=run.limits.max_worker_memory,
+            slow_after=run.limits.slow_after,
         )
         #: Workers the guards ended (what they write to stderr from then on is in the
         #: ended test's report).
@@ -204,9 +194,9 @@ class Dispatcher:
             workerinput=self.nodes.configure(worker_id) if self.nodes is not None else {},
             environment=dict(start) if start is not None else None,
             environment_changes=environment.changes(start, os.environ) if start is not None else {},
-            leak_check=self.run.leak_check,
-            max_tests=self.run.max_worker_tests or 0,
-            memory_limit=self.run.max_worker_memory or 0,
+            leak_check=self.run.limits.leak_check,
+            max_tests=self.run.limits.max_worker_tests or 0,
+            memory_limit=self.run.limits.max_worker_memory or 0,
             timeout_marker=self.run.timeout_marker,
         )
 
@@ -245,8 +235,8 @@ class Dispatcher:
 
     def start(self) -> None:
         self.stream.publish(events.RunStarted(self.run.run_id, self.run.workers, self.run.strategy))
-        if self.run.run_timeout:
-            self.deadline = time.monotonic() + self.run.run_timeout
+        if self.run.limits.run_timeout:
+            self.deadline = time.monotonic() + self.run.limits.run_timeout
         self.launcher.start_first()
         self.pool.stream_output(stdout=self.run.capture_off)
 
@@ -613,37 +603,18 @@ class Dispatcher:
     def _select_shard(self, canonical: CanonicalCollection, shard: Shard) -> CanonicalCollection:
         """``--shard I/N``: the same plan on every shard (see ``scheduling/shards.py``);
         this run keeps its own tests and deselects the others'."""
-        estimates = estimate_durations(canonical.nodeids, self.timings)
-        plan = plan_shards(
+        selected = select_shard(
             canonical.nodeids,
             canonical.groups,
-            [estimates[n] for n in canonical.nodeids],
-            shard.count,
+            self.timings,
+            shard,
             self.run.strategy,
+            self.run.shard_run_id,
         )
-        mine = plan.tests_of(shard.index - 1)
-        self.stream.publish(
-            events.ShardSelected(
-                index=shard.index,
-                count=shard.count,
-                run_id=self.run.shard_run_id or plan.inputs_digest,
-                fingerprint=plan.fingerprint,
-                tests=len(mine),
-                suite_tests=len(canonical.nodeids),
-                predicted=plan.loads[shard.index - 1],
-                largest=max(plan.loads),
-                lower_bound=plan.lower_bound,
-                positions=mine,
-            )
-        )
-        if not mine and canonical.nodeids:
-            self._notice(
-                f"parallel_exec: shard {shard} has no test to run: the suite's "
-                f"{len(canonical.nodeids)} tests make fewer than {shard.count} units "
-                "(groups, files or classes kept whole)",
-                "warning",
-            )
-        return canonical.keep(mine)
+        self.stream.publish(selected)
+        if not selected.positions and canonical.nodeids:
+            self._notice(nothing_to_run(selected), "warning")
+        return canonical.keep(selected.positions)
 
     # ------------------------------------------------------------------ progress
 
@@ -849,7 +820,7 @@ class Dispatcher:
     def _guard(self, now: float) -> None:
         """The guards: look at what each worker runs (its time, its memory, the run's
         deadline) and carry out the guard's decisions."""
-        sample = self.run.max_worker_memory is not None and now >= self._next_memory_sample
+        sample = self.run.limits.max_worker_memory is not None and now >= self._next_memory_sample
         if sample:
             self._next_memory_sample = now + MEMORY_SECONDS
         wall = time.time()
@@ -875,7 +846,7 @@ class Dispatcher:
         if self.deadline is None or now < self.deadline:
             return
         self.deadline = None
-        limit = self.run.run_timeout or 0.0
+        limit = self.run.limits.run_timeout or 0.0
         self.guard.deadline(limit)
         self.status.deadline_passed(limit)
         self._stop_workers(self.status.stop_reason or "")
@@ -906,7 +877,7 @@ class Dispatcher:
             )
 
     def _predicted(self, index: int) -> float | None:
-        if index < 0 or self.run.slow_after is None:
+        if index < 0 or self.run.limits.slow_after is None:
             return None
         timing = self.timings.get(self.nodeids[index])
         return timing.mean if timing is not None else None

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..processes import format_size
+from ..worker.limits import effective_limit
 
 #: Time the worker gets to write its stacks before it is terminated (seconds).
 DUMP_SECONDS = 0.3
@@ -123,12 +124,6 @@ class Guard:
     #: The run's deadline passed: every running test is ended.
     _deadline: EndReason | None = None
 
-    def test_limit(self, own: float) -> float | None:
-        """A test's limit: its own (from its markers; ``inf``: none), else the run's."""
-        if own > 0:
-            return None if own == float("inf") else own
-        return self.limit
-
     def check(
         self,
         worker: str,
@@ -147,7 +142,7 @@ class Guard:
             if index < 0:
                 self._slow.pop(worker, None)
                 return []
-            limit = self.test_limit(own_limit)
+            limit = effective_limit(own_limit, self.limit)
             if self._deadline is not None:
                 return self._begin(worker, index, self._deadline, since, now)
             if limit is not None and wall - since >= limit:

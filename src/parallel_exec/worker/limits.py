@@ -1,8 +1,9 @@
 """Limits a worker keeps itself, test by test: what it can see better than the
 controller (where a test starts and ends), decided from plain numbers.
 
-- ``test_limit``: a test's own ``--test-timeout`` from its markers, written to the
-  progress file so that the controller's guard applies it.
+- ``marker_limit``: a test's own ``--test-timeout`` from its markers, written to the
+  progress file so that the controller's guard applies it (``effective_limit``: that
+  or the run's, for the guard and the in-process timer alike).
 - ``LeakWatch``: processes a test started and left running (reported with the test's
   record; ``--fail-on-leak``: the test's teardown fails), killed when the worker ends.
 - ``Retirement``: when the worker should end and be replaced between two tests
@@ -38,6 +39,13 @@ def marker_limit(item: pytest.Item, timeout_marker: bool) -> float:
             value = marker.kwargs.get("timeout", marker.args[0] if marker.args else None)
             return _seconds(value)
     return 0.0
+
+
+def effective_limit(own: float, run_limit: float | None) -> float | None:
+    """A test's limit: its own (``marker_limit``; ``inf``: none), else the run's."""
+    if own > 0:
+        return None if own == float("inf") else own
+    return run_limit
 
 
 def _seconds(value: Any) -> float:
