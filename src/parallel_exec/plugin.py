@@ -340,10 +340,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     controller = config.pluginmanager.get_plugin("parallel_exec_controller")
     if settings is None or controller is None or settings.workers is None:
         return None
-    count = settings.workers.resolve()
+    count = controller.workers
     how = f" ({settings.workers.spec})" if settings.workers.is_auto else ""
     if settings.workers.asked is not None:
         how += f" ({settings.workers.asked} asked for; at most {MAX_WORKERS} workers run)"
+    if controller.hosts:
+        remote = count - settings.local_workers
+        how += f" ({settings.local_workers} here, {remote} on other machines)"
     known = len(controller.timings)
     history = f", history: {known} tests known" if controller.store is not None else ""
     from .controller.collection_mode import collection_mode
@@ -353,6 +356,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"parallel_exec: {count} worker{'s' if count != 1 else ''}{how}, "
         f"dist={controller.strategy}{history}{collection}",
+        *(host.describe() for host in controller.hosts),
         *timeouts_header(config, settings),
     ]
 

@@ -178,6 +178,27 @@ def rss(pids: Iterable[int]) -> int:
     return total
 
 
+class TreeMemory:
+    """Resident memory of a worker and of the processes it started (its descendants,
+    its group).  The machine's processes are looked at again only when one was created
+    since the last look."""
+
+    def __init__(self) -> None:
+        self._watermark = PidWatermark()
+        self._snapshot: list[ProcessInfo] | None = None
+        self._owned: dict[int, list[int]] = {}
+
+    def rss(self, pid: int) -> int:
+        if self._watermark.moved() or self._snapshot is None:
+            self._snapshot = snapshot()
+            self._owned.clear()
+        owned = self._owned.get(pid)
+        if owned is None:
+            owned = [info.pid for info in owned_by(pid, self._snapshot, pid)]
+            self._owned[pid] = owned
+        return rss([pid, *owned])
+
+
 class OwnMemory:
     """This process's resident memory, read cheaply (one ``pread`` of a kept
     ``/proc/self/statm`` descriptor) after every test."""

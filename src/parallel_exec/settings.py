@@ -15,7 +15,7 @@ import argparse
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,122 @@ def parse_run_id(value: str) -> str:
     return text
 
 
+#: What ``--tx`` takes after the kind (xdist's names); other execnet keys are refused.
+TX_KEYS = ("python", "chdir", "id")
+TX_KINDS = ("popen", "socket", "ssh")
+
+
+@dataclass(frozen=True)
+class TxSpec:
+    """One ``--tx``: ``[N*]popen``, ``[N*]socket=HOST:PORT`` or ``[N*]ssh=[USER@]HOST``,
+    with ``//python=``, ``//chdir=`` and ``//id=`` (pytest-xdist's syntax)."""
+
+    count: int
+    kind: str
+    address: str = ""
+    python: str | None = None
+    chdir: str | None = None
+    id: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.kind != "popen"
+
+    @property
+    def name(self) -> str:
+        """How messages and the header name the machine: its ``//id=``, or its address."""
+        return self.id or f"{self.kind}={self.address}"
+
+    @property
+    def gateway_spec(self) -> str:
+        """execnet's spec of the agent's gateway."""
+        spec = f"{self.kind}={self.address}"
+        for key in ("python", "chdir"):
+            value = getattr(self, key)
+            if value:
+                spec += f"//{key}={value}"
+        return spec
+
+    @property
+    def machine(self) -> tuple[str, str, str | None, str | None]:
+        """Specs naming the same machine, interpreter and directory share one agent."""
+        return (self.kind, self.address, self.python, self.chdir)
+
+
+def parse_tx_one(value: str) -> TxSpec:
+    text = str(value).strip()
+    count = 1
+    head, star, rest = text.partition("*")
+    if star:
+        if not (head.isascii() and head.isdigit() and 1 <= int(head) <= MAX_WORKERS):
+            raise OptionError(f"expected N*SPEC with 1 <= N <= {MAX_WORKERS}, got {value!r}")
+        count, text = int(head), rest
+    kind_part, *options = text.split("//")
+    kind, _, address = kind_part.partition("=")
+    if kind not in TX_KINDS:
+        raise OptionError(
+            f"expected popen, socket=HOST:PORT or ssh=[USER@]HOST (with //python=, //chdir=, "
+            f"//id=), got {value!r}"
+        )
+    if kind == "socket":
+        host, _, port = address.rpartition(":")
+        if not (host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise OptionError(f"expected socket=HOST:PORT, got {value!r}")
+    elif kind == "ssh" and not address:
+        raise OptionError(f"expected ssh=[USER@]HOST, got {value!r}")
+    elif kind == "popen" and address:
+        raise OptionError(f"expected popen without a value, got {value!r}")
+    found: dict[str, str] = {}
+    for option in options:
+        key, eq, setting = option.partition("=")
+        if key not in TX_KEYS or not eq or not setting:
+            raise OptionError(
+                f"{option!r} in {value!r}: the keys are //python=, //chdir= and //id= "
+                "(execnet's other keys are not supported)"
+            )
+        found[key] = setting
+    if kind == "popen" and ("python" in found or "chdir" in found):
+        raise OptionError(
+            f"{value!r}: local workers run the controller's interpreter in its directory "
+            "(//python= and //chdir= are for socket= and ssh=)"
+        )
+    return TxSpec(count, kind, address, found.get("python"), found.get("chdir"), found.get("id"))
+
+
+def parse_tx(value: str | list[str]) -> tuple[TxSpec, ...]:
+    """``--tx`` given any number of times (ini: one spec per line or word)."""
+    items = value.split() if isinstance(value, str) else [str(v) for v in value]
+    return tuple(parse_tx_one(item) for item in items if item.strip())
+
+
+def combined_workers(workers: WorkerCount | None, tx: tuple[TxSpec, ...]) -> WorkerCount | None:
+    """``-n``'s local workers plus every ``--tx``'s: the run's worker count."""
+    if not tx:
+        return workers
+    base = workers.resolve() if workers is not None else 0
+    total = base + sum(spec.count for spec in tx)
+    if total > MAX_WORKERS:
+        raise OptionError(
+            f"at most {MAX_WORKERS} workers run; -n and --tx ask for {total} "
+            f"({base} from -n, {total - base} from --tx)"
+        )
+    return WorkerCount(spec=workers.spec if workers is not None else str(total), fixed=total)
+
+
+def remote_machines(tx: tuple[TxSpec, ...]) -> list[TxSpec]:
+    """The remote machines of ``--tx``, one per machine (specs naming the same machine,
+    interpreter and directory are one agent with their workers added up)."""
+    merged: dict[tuple[str, str, str | None, str | None], TxSpec] = {}
+    for spec in tx:
+        if not spec.remote:
+            continue
+        known = merged.get(spec.machine)
+        merged[spec.machine] = (
+            spec if known is None else replace(known, count=known.count + spec.count)
+        )
+    return list(merged.values())
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     flags: tuple[str, ...]
@@ -241,6 +357,8 @@ class OptionSpec:
     flag: bool = False
     #: An environment variable that sets the option (below the command line, above ini).
     env: str | None = None
+    #: Given any number of times (the values are collected in a list).
+    repeat: bool = False
 
     @property
     def long_flag(self) -> str:
@@ -471,6 +589,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flag=True,
     ),
     OptionSpec(
+        flags=("--tx",),
+        dest="tx",
+        parse=parse_tx,
+        default=None,
+        metavar="SPEC",
+        help="more workers, as pytest-xdist's --tx (repeatable, added to -n's local "
+        "workers): N*popen (local), N*socket=HOST:PORT (execnet's socket server), "
+        "N*ssh=[USER@]HOST, with //python=PYTHON, //chdir=DIR (the project must be there, "
+        "with the same parallel_exec installed) and //id=NAME. SECURITY: a socket server "
+        "runs any code sent to it and workers' results are unpickled: only on loopback or "
+        "a private network you control; prefer ssh=. See docs/remote.md.",
+        repeat=True,
+    ),
+    OptionSpec(
         flags=("--shard",),
         dest="pe_shard",
         parse=parse_shard,
@@ -535,6 +667,8 @@ def register(parser: pytest.Parser, shared: frozenset[str] = frozenset()) -> Non
             if spec.flag
             else {"type": _argparse_type(spec), "metavar": spec.metavar}
         )
+        if spec.repeat:
+            kind["action"] = "append"
         add(
             *spec.flags,
             dest=spec.dest,
@@ -598,6 +732,16 @@ class Settings:
     #: ``--shard I/N`` (None: the whole suite) and ``--shard-run-id``.
     shard: Shard | None = None
     shard_run_id: str | None = None
+    #: ``--tx``: more workers, local or on other machines (``workers`` counts them).
+    tx: tuple[TxSpec, ...] = ()
+
+    @property
+    def remote_workers(self) -> int:
+        return sum(spec.count for spec in self.tx if spec.remote)
+
+    @property
+    def local_workers(self) -> int:
+        return self.workers.resolve() - self.remote_workers if self.workers is not None else 0
 
     @property
     def forks_workers(self) -> bool:
@@ -607,7 +751,9 @@ class Settings:
         side by side is as fast and needs no server."""
         if self.workers is None or self.start_method == "spawn":
             return False
-        return self.start_method == "forkserver" or self.workers.resolve() > usable_cpus()
+        if not self.local_workers:
+            return False
+        return self.start_method == "forkserver" or self.local_workers > usable_cpus()
 
     @property
     def wants_parallel(self) -> bool:
@@ -733,8 +879,13 @@ def load(config: pytest.Config) -> Settings:
     """Read and validate every option; an invalid value raises ``pytest.UsageError``."""
     check_ini_keys(config)
     values = {spec.dest: _value(config, spec) for spec in OPTIONS}
+    tx = values["tx"] or ()
+    try:
+        workers = combined_workers(resolve_auto(config, values["numprocesses"]), tx)
+    except OptionError as exc:
+        raise pytest.UsageError(f"parallel_exec: invalid value for --tx: {exc}") from None
     return Settings(
-        workers=resolve_auto(config, values["numprocesses"]),
+        workers=workers,
         dist=DIST_ALIASES[values["dist"]],
         max_worker_restart=values["maxworkerrestart"],
         collection=values["pe_collection"],
@@ -759,6 +910,7 @@ def load(config: pytest.Config) -> Settings:
         ),
         shard=values["pe_shard"],
         shard_run_id=values["pe_shard_run_id"],
+        tx=tx,
     )
 
 

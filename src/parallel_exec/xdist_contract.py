@@ -28,7 +28,15 @@ import pytest
 
 from . import _pytest_compat, xdist_hookspecs
 from .errors import OptionError
-from .settings import OPTION_BY_DEST, parse_dist, parse_numprocesses, raw_value, runs_parallel
+from .settings import (
+    OPTION_BY_DEST,
+    combined_workers,
+    parse_dist,
+    parse_numprocesses,
+    parse_tx,
+    raw_value,
+    runs_parallel,
+)
 
 XDIST_NAME = "xdist"
 
@@ -112,9 +120,12 @@ def normalize_early_options(config: pytest.Config) -> None:
 
     workers_raw, _ = raw_value(config, OPTION_BY_DEST["numprocesses"], getoption)
     dist_raw, _ = raw_value(config, OPTION_BY_DEST["dist"], getoption)
+    tx_raw, _ = raw_value(config, OPTION_BY_DEST["tx"], getoption)
     try:
         count = parse_numprocesses(workers_raw) if workers_raw is not None else None
         dist = parse_dist(dist_raw)
+        if tx_raw is not None and (count is None or not count.is_auto):
+            count = combined_workers(count, parse_tx(tx_raw))
     except OptionError:
         return
     parallel = runs_parallel(count, dist, getoption)

@@ -20,12 +20,12 @@ from parallel_exec._version import __version__
 from parallel_exec.controller.dispatcher import Dispatcher, RunConfig
 from parallel_exec.controller.pool import (
     ChannelClosed,
-    CrashEvidence,
     PoolEvent,
     Received,
     WorkerHandle,
     WorkerState,
 )
+from parallel_exec.controller.transports import CrashEvidence
 from parallel_exec.reporting import events
 from parallel_exec.wire import protocol
 from parallel_exec.wire.progress import ProgressEntry
@@ -95,7 +95,7 @@ class FakePool:
         pass
 
     def crash_evidence(self, worker_id: str) -> CrashEvidence:
-        return self.evidence.get(worker_id, CrashEvidence(-11, False, -1, "", ""))
+        return self.evidence.get(worker_id, CrashEvidence(-11, "", -1, "", ""))
 
     def stderr_excerpt(self, worker_id: str) -> str:
         return self.stderr.get(worker_id, "")
@@ -292,7 +292,7 @@ class Sim:
 
     def crash(self, worker_id: str, running: str | None, stderr: str = "boom\n") -> None:
         index = self.nodeids.index(running) if running is not None else -1
-        self.pool.evidence[worker_id] = CrashEvidence(-11, False, index, stderr, stderr)
+        self.pool.evidence[worker_id] = CrashEvidence(-11, "", index, stderr, stderr)
         self.send(ChannelClosed(worker_id))
 
     def finish_run(self) -> None:

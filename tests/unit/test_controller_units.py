@@ -3,6 +3,7 @@ retry book, crash attribution and the run's phase."""
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ from parallel_exec.controller.launcher import (
     RestartBudget,
 )
 from parallel_exec.controller.phase import Phase, RunStatus
-from parallel_exec.controller.pool import CrashEvidence
 from parallel_exec.controller.retries import RetryBook
+from parallel_exec.controller.transports import CrashEvidence, SpawnTransport
 from parallel_exec.errors import CollectionMismatchError
 from parallel_exec.wire import protocol
 
@@ -172,7 +173,7 @@ def test_failed_attempts_are_kept_until_the_retries_are_spent() -> None:
 
 def evidence(**overrides: Any) -> CrashEvidence:
     fields: dict[str, Any] = dict(
-        exit_code=-9, status_lost=False, running=3, stderr_since_test="last words\n", stderr=""
+        exit_code=-9, note="", running=3, stderr_since_test="last words\n", stderr=""
     )
     fields.update(overrides)
     return CrashEvidence(**fields)
@@ -212,9 +213,28 @@ def test_an_end_after_the_partial_record_is_a_teardown_error() -> None:
     assert result.in_teardown
 
 
-def test_the_detail_says_when_the_exit_status_is_lost() -> None:
-    unit = CrashAttribution()
-    detail = unit.detail("gw0", evidence(exit_code=None, status_lost=True), "StartFailed: x")
+class _Orphan:
+    """A forked worker whose fork server ended: nobody can tell its exit status."""
+
+    ended_unseen = True
+
+    def poll(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> None:
+        raise TimeoutError
+
+    def kill(self) -> None:
+        pass
+
+
+def test_the_detail_says_when_the_exit_status_is_lost(tmp_path: Any) -> None:
+    worker = types.SimpleNamespace(
+        worker_id="gw0", files_base=str(tmp_path / "gw0"), gateway=None, process=_Orphan(), pid=None
+    )
+    found = SpawnTransport().evidence(worker, wait=0.0)
+    assert (found.exit_code, found.running) == (None, -1)
+    detail = CrashAttribution().detail("gw0", found, "StartFailed: x")
     assert detail.splitlines() == [
         "StartFailed: x",
         "its exit status is unknown: the fork server that started it had ended",

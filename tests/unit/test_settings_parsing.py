@@ -203,6 +203,7 @@ def test_declared_options_follow_the_ini_rule() -> None:
     assert names == {
         "--numprocesses": "parallel_exec_numprocesses",
         "--dist": "parallel_exec_dist",
+        "--tx": "parallel_exec_tx",
         "--collection": "parallel_exec_collection",
         "--start-method": "parallel_exec_start_method",
         "--history": "parallel_exec_history",

@@ -18,7 +18,7 @@ import pytest
 from ..reporting.events import describe_exit
 from ..wire import protocol
 from .guards import EndReason
-from .pool import CrashEvidence
+from .transports import CrashEvidence
 
 Location = tuple[str, int | None, str]
 
@@ -179,8 +179,8 @@ class CrashAttribution:
     def detail(self, worker_id: str, evidence: CrashEvidence, error: str = "") -> str:
         """What is known beyond the exit code: a start error, a lost exit status."""
         lines = [error] if error else []
-        if evidence.exit_code is None and evidence.status_lost:
-            lines.append("its exit status is unknown: the fork server that started it had ended")
+        if evidence.note:
+            lines.append(evidence.note)
         return "\n".join(lines)
 
     def attribute(

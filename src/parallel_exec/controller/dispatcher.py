@@ -356,7 +356,9 @@ class Dispatcher:
                 self._internal_error(worker_id, message.traceback)
 
     def _on_hello(self, worker_id: str, message: protocol.Hello) -> None:
-        mismatch = protocol.handshake_mismatch(message, sys.version.split()[0], __version__)
+        transport = self.pool.workers[worker_id].transport
+        python = transport.python if transport is not None else sys.version.split()[0]
+        mismatch = protocol.handshake_mismatch(message, python, __version__)
         if mismatch is not None:
             self.pool.kill(worker_id)
             self._fail(
@@ -778,6 +780,7 @@ class Dispatcher:
                     if reason is not None and crashed == ended_for
                     else plugin_ended or ("run-timeout" if self.status.deadline else "")
                 ),
+                note=evidence.note,
             )
         )
         if self.status.stopped:

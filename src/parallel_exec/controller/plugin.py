@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from .. import _pytest_compat
+from ..cpus import usable_cpus
 from ..errors import HistoryError, ParallelExecWarning
 from ..history.recording import OutcomeRecorder, open_history, warn_consumer_failure
 from ..history.store import HistoryStore, TestTiming
@@ -22,12 +23,13 @@ from ..reporting import events
 from ..reporting.junit_order import JunitOrder
 from ..reporting.replay import HookReplay
 from ..reporting.writers import make_writers
-from ..settings import Settings
+from ..settings import Settings, remote_machines
 from .collection_mode import collection_mode
 from .dispatcher import Dispatcher, RunConfig
 from .forkserver import ForkServer
 from .nodes import XdistNodes
 from .pool import WorkerPool
+from .remote import connect_all
 
 #: pytest-rerunfailures' exit code for ``--fail-on-flaky`` when a test passed on a re-run.
 RERUNFAILURES_FLAKY_EXIT = 7
@@ -101,11 +103,29 @@ class ControllerPlugin:
         self.strategy = settings.dist
         if self.strategy == "auto":
             self.strategy = "time" if self.timings else "load"
+        #: Remote machines (``--tx socket=``/``ssh=``), connected now: the header shows
+        #: them, and a machine that cannot be used does not count among the workers.
+        self.hosts = connect_all(
+            remote_machines(settings.tx),
+            stdout=config.getoption("capture", None) == "no",
+            memory=settings.limits.max_worker_memory is not None,
+        )
+        assert settings.workers is not None
+        #: The run's workers: -n's and --tx's, without those of an unusable machine.
+        self.workers = settings.workers.resolve() - sum(
+            host.spec.count for host in self.hosts if not host.usable
+        )
+        if self.workers <= 0:
+            for host in self.hosts:
+                host.close(1.0)
+            raise pytest.UsageError(
+                "parallel_exec: no worker can start: "
+                + "; ".join(f"{host.name}: {host.error}" for host in self.hosts)
+            )
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
         self.outcome = RunOutcome()
-        assert settings.workers is not None
-        self.nodes = XdistNodes(config, self.run_id, settings.workers.resolve())
+        self.nodes = XdistNodes(config, self.run_id, self.workers)
         self.stream = events.EventStream(
             [
                 self.nodes,
@@ -125,14 +145,14 @@ class ControllerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         settings = self.settings
-        assert settings.workers is not None
         fork_server, self.fork_server = self.fork_server, None  # the pool owns it now
+        hosts, self.hosts = self.hosts, []  # and the remote machines
         run = Dispatcher(
             self.config,
             session,
             RunConfig(
                 run_id=self.run_id,
-                workers=settings.workers.resolve(),
+                workers=self.workers,
                 strategy=self.strategy,
                 collection=collection_mode(self.config, settings)[0],
                 retries=settings.retries,
@@ -147,8 +167,12 @@ class ControllerPlugin:
             ),
             self.stream,
             self.timings,
-            lambda make_setup: WorkerPool(make_setup, fork_server),
+            lambda make_setup: WorkerPool(
+                make_setup, fork_server, hosts, settings.local_workers if hosts else None
+            ),
             nodes=self.nodes,
+            # Workers on other machines do not start on this machine's CPUs.
+            cpus=usable_cpus() + sum(host.spec.count for host in hosts if host.usable),
         )
         try:
             run.execute()
@@ -226,5 +250,7 @@ class ControllerPlugin:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self.fork_server is not None:
             self.fork_server.shutdown()
+        for host in self.hosts:  # no run took them
+            host.close(1.0)
         if self.store is not None:
             self.store.close()

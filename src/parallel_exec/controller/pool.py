@@ -1,5 +1,6 @@
 """The worker pool: the only module that drives worker processes (spawning them through
-execnet, or having ``forkserver`` fork them).
+execnet, having ``forkserver`` fork them, or having a remote machine's agent start
+them: ``remote``).
 
 It starts workers concurrently (a new interpreter costs a few hundred milliseconds of
 CPU, and paying that one worker after another is most of what a small parallel run
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import execnet
 
@@ -29,13 +30,19 @@ from ..wire import protocol
 from ..wire.progress import NOTHING, ProgressEntry
 from . import forkserver
 from .transports import (
+    CrashEvidence,
     ForkServerTransport,
-    LocalTransport,
     SpawnTransport,
+    Transport,
     WorkerProcess,
 )
 
+if TYPE_CHECKING:
+    from .remote import RemoteHost
+
 TAIL_POLL_SECONDS = 0.05
+#: The place of a worker that has nowhere to run (every machine it could use is lost).
+NOWHERE = -1
 
 
 class WorkerState(enum.Enum):
@@ -89,23 +96,6 @@ class ForkServerLost:
 PoolEvent = Received | ChannelClosed | OutputLine | StartFailed | ForkServerLost
 
 
-@dataclass(frozen=True)
-class CrashEvidence:
-    """What the transport can tell about a worker that ended: gathered where the
-    worker ran and handed over as data (no path for the controller to open)."""
-
-    #: Its exit code, a negative signal number, or None when unknown.
-    exit_code: int | None
-    #: Its exit status cannot be known (the fork server that started it had ended).
-    status_lost: bool
-    #: The controller's index of the test it was running (-1: none).
-    running: int
-    #: What it wrote to stderr since that test began (head and tail when long).
-    stderr_since_test: str
-    #: What it wrote to stderr altogether (head and tail when long).
-    stderr: str
-
-
 class Pool(Protocol):
     """What the dispatcher needs of a pool: start, talk to and end workers, and the
     evidence a worker left when it ended, as data.  ``WorkerPool`` is the real one."""
@@ -149,10 +139,12 @@ class WorkerHandle:
     gateway: Any = None
     channel: Any = None
     pid: int | None = None
-    #: ``subprocess.Popen`` (spawned) or ``ForkedProcess`` (forked): poll, wait, kill.
+    #: ``subprocess.Popen`` (spawned), ``ForkedProcess`` (forked), ``RemoteProcess``.
     process: WorkerProcess | None = None
-    #: The transport that started it (None: not started yet).
-    transport: LocalTransport | None = None
+    #: Where it runs (an index into the pool's places) and the transport that started
+    #: it (None: not started yet).
+    place: int = 0
+    transport: Transport | None = None
     exit_code: int | None = None
     offsets: dict[str, int] = field(default_factory=lambda: {".out": 0, ".err": 0})
 
@@ -161,14 +153,33 @@ class WorkerHandle:
         return self.files_base + ".progress"
 
 
+@dataclass
+class Place:
+    """Where workers run: this machine, or one remote machine.  ``transports`` are
+    tried in order; ``capacity``: how many workers run there at once (None: any)."""
+
+    name: str
+    transports: list[Transport]
+    capacity: int | None = None
+    host: RemoteHost | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.host is None or self.host.usable
+
+
 class WorkerPool:
     """``fork_server``: start workers by forking them from it (see ``forkserver``)
-    instead of spawning a new interpreter for each; the pool owns it from then on."""
+    instead of spawning a new interpreter for each; the pool owns it from then on.
+    ``hosts``: remote machines (connected) whose agents start ``spec.count`` workers
+    each, beside ``local`` workers here (None: every worker is local)."""
 
     def __init__(
         self,
         make_setup: Callable[[str, str], protocol.WorkerSetup],
         fork_server: forkserver.ForkServer | None = None,
+        hosts: list[RemoteHost] | None = None,
+        local: int | None = None,
     ) -> None:
         self._make_setup = make_setup
         self._group = execnet.Group()
@@ -183,10 +194,19 @@ class WorkerPool:
         self._serial = 0
         #: Tried in order: a worker is forked if the fork server can, else spawned (the
         #: run never depends on the fork server).
-        self._transports: list[LocalTransport] = [SpawnTransport()]
+        here: list[Transport] = [SpawnTransport()]
         if fork_server is not None:
             fork_server.on_lost = lambda: self.inbox.put(ForkServerLost())
-            self._transports.insert(0, ForkServerTransport(fork_server))
+            here.insert(0, ForkServerTransport(fork_server))
+        self.places = [Place("local", here, local if hosts else None)]
+        for host in hosts or ():
+            from .remote import RemoteTransport
+
+            host.on_output = self._remote_output
+            transports: list[Transport] = [RemoteTransport(host)] if host.usable else []
+            self.places.append(Place(host.name, transports, host.spec.count, host))
+        self._partial: dict[tuple[str, str], str] = {}
+        self._output_lock = threading.Lock()
 
     # ------------------------------------------------------------ start
 
@@ -201,6 +221,7 @@ class WorkerPool:
         lower CPU priority (POSIX niceness increment) for these processes."""
         for worker_id in worker_ids:
             handle = WorkerHandle(worker_id, os.path.join(self.run_dir, worker_id))
+            handle.place = self._place_for_next()
             self.workers[worker_id] = handle
             # Made here, on the caller's thread: it calls plugins' hooks
             # (``pytest_configure_node``), which expect pytest's main thread.
@@ -220,10 +241,34 @@ class WorkerPool:
         except Exception as exc:
             self.inbox.put(StartFailed(handle.worker_id, f"{type(exc).__name__}: {exc}"))
 
+    def _place_for_next(self) -> int:
+        """Where the next worker runs: the first usable place with room (in the order of
+        the command line, this machine first); when none has room (a machine was
+        lost), the usable place running the fewest."""
+        live: dict[int, int] = {}
+        for handle in self.alive():
+            live[handle.place] = live.get(handle.place, 0) + 1
+        usable = [
+            i
+            for i, place in enumerate(self.places)
+            if place.usable and place.transports and place.capacity != 0
+        ]
+        for i in usable:
+            capacity = self.places[i].capacity
+            if capacity is None or live.get(i, 0) < capacity:
+                return i
+        return min(usable, key=lambda i: live.get(i, 0)) if usable else NOWHERE
+
     def _open(self, handle: WorkerHandle, nice: int) -> tuple[Any, str]:
-        """Start the worker's process with the first transport that can."""
-        last = self._transports[-1]
-        for transport in self._transports:
+        """Start the worker's process with the first transport of its place that can."""
+        if handle.place == NOWHERE:
+            lost = "; ".join(
+                f"{p.name}: {p.host.lost or p.host.error}" for p in self.places if p.host
+            )
+            raise ConnectionError(f"no machine is left to start a worker on ({lost})")
+        place = self.places[handle.place]
+        last = place.transports[-1]
+        for transport in place.transports:
             try:
                 gateway, handle.process, source = transport.open(
                     self._group, handle.worker_id, nice
@@ -275,23 +320,17 @@ class WorkerPool:
         """What an ended worker left, gathered by its transport: its exit status, the
         test it was running, what it wrote to stderr."""
         handle = self.workers[worker_id]
-        exit_code = self.exit_code(worker_id)
         transport = handle.transport
         if transport is None:  # it never started
-            return CrashEvidence(exit_code, False, -1, "", "")
-        entry = transport.running(handle.files_base)
-        return CrashEvidence(
-            exit_code=exit_code,
-            status_lost=transport.status_lost(handle.process),
-            running=entry.test,
-            stderr_since_test=transport.stderr(handle.files_base, entry.stderr_at),
-            stderr=transport.stderr(handle.files_base),
-        )
+            return CrashEvidence(None, "", -1, "", "")
+        evidence = transport.evidence(handle, wait=2.0)
+        handle.exit_code = evidence.exit_code
+        return evidence
 
     def stderr_excerpt(self, worker_id: str) -> str:
         """What the worker wrote to stderr (head and tail when long)."""
         handle = self.workers[worker_id]
-        return handle.transport.stderr(handle.files_base) if handle.transport else ""
+        return handle.transport.stderr(handle) if handle.transport else ""
 
     def progress(self, worker_id: str) -> ProgressEntry:
         """The test the worker runs (its canonical index, -1: none), since when, and its
@@ -299,17 +338,7 @@ class WorkerPool:
         handle = self.workers[worker_id]
         if handle.transport is None:  # it never started
             return NOTHING
-        return handle.transport.running(handle.files_base)
-
-    def exit_code(self, worker_id: str, timeout: float = 2.0) -> int | None:
-        handle = self.workers[worker_id]
-        if handle.process is None:
-            return None
-        try:
-            handle.exit_code = handle.process.wait(timeout=timeout)
-        except Exception:
-            return None
-        return handle.exit_code
+        return handle.transport.running(handle)
 
     # ------------------------------------------------------------ output
 
@@ -324,13 +353,36 @@ class WorkerPool:
         self._tail_thread.start()
 
     def _tail_loop(self) -> None:
-        partial: dict[tuple[str, str], str] = {}
         while not self._tail_stop.wait(TAIL_POLL_SECONDS):
-            self.drain_output(partial)
-        self.drain_output(partial, final=True)
+            self.drain_output()
+        self.drain_output(final=True)
 
-    def drain_output(self, partial: dict[tuple[str, str], str], final: bool = False) -> None:
+    def _remote_output(self, worker_id: str, stream: str, data: bytes, final: bool) -> None:
+        """What a remote worker wrote, as its agent sent it."""
+        suffix = ".out" if stream == "stdout" else ".err"
+        if suffix in self._tail_suffixes:
+            self._lines(worker_id, suffix, data, final)
+
+    def _lines(self, worker_id: str, suffix: str, data: bytes, final: bool) -> None:
+        """Complete lines of ``data`` (after what was left of the last piece) as events."""
+        key = (worker_id, suffix)
+        with self._output_lock:
+            text = self._partial.pop(key, "") + data.decode("utf-8", "replace")
+            lines = text.split("\n")
+            rest = lines.pop()
+            if rest:
+                if final:
+                    lines.append(rest)
+                else:
+                    self._partial[key] = rest
+            stream = "stdout" if suffix == ".out" else "stderr"
+            for line in lines:
+                self.inbox.put(OutputLine(worker_id, stream, line))
+
+    def drain_output(self, final: bool = False) -> None:
         for handle in list(self.workers.values()):
+            if handle.transport is not None and not handle.transport.local:
+                continue  # its agent sends what it writes
             for suffix in self._tail_suffixes:
                 path = handle.files_base + suffix
                 try:
@@ -342,48 +394,34 @@ class WorkerPool:
                 if not data:
                     continue
                 handle.offsets[suffix] += len(data)
-                key = (handle.worker_id, suffix)
-                text = partial.pop(key, "") + data.decode("utf-8", "replace")
-                lines = text.split("\n")
-                rest = lines.pop()
-                if rest:
-                    if final:
-                        lines.append(rest)
-                    else:
-                        partial[key] = rest
-                stream = "stdout" if suffix == ".out" else "stderr"
-                for line in lines:
-                    self.inbox.put(OutputLine(handle.worker_id, stream, line))
+                self._lines(handle.worker_id, suffix, data, final)
 
     # ------------------------------------------------------------ stop
 
     def release(self, worker_id: str) -> None:
         """The worker has finished its session: let its process exit now, not at the end."""
         handle = self.workers.get(worker_id)
-        if handle is not None and handle.gateway is not None:
-            with contextlib.suppress(Exception):
-                handle.gateway.exit()
+        if handle is not None and handle.transport is not None:
+            handle.transport.release(handle)
 
     def kill(self, worker_id: str) -> None:
         handle = self.workers.get(worker_id)
         if handle is not None and handle.transport is not None:
-            handle.transport.kill(handle.process, handle.pid)
+            handle.transport.kill(handle)
 
     def signal(self, worker_id: str, signum: int, group: bool = False) -> None:
         """Send a signal to a live worker (its stacks), or to its process group (a
         SIGTERM: the test's processes too); SIGKILL is ``kill``."""
         handle = self.workers.get(worker_id)
-        if handle is None or not handle.pid or handle.process is None:
-            return
-        if handle.transport is not None and handle.process.poll() is None:
-            handle.transport.signal(handle.pid, signum, group)
+        if handle is not None and handle.transport is not None:
+            handle.transport.signal(handle, signum, group)
 
     def memory(self, worker_id: str) -> int:
         """Resident memory of the worker and the processes it started (0: unknown)."""
         handle = self.workers.get(worker_id)
-        if handle is None or not handle.pid or handle.transport is None:
+        if handle is None or handle.transport is None:
             return 0
-        return handle.transport.memory(handle.pid)
+        return handle.transport.memory(handle)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker: a clean exit where possible, a kill after ``timeout``."""
@@ -402,6 +440,9 @@ class WorkerPool:
                     handle.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for worker_id in list(self.workers):
             self.kill(worker_id)  # and what its tests left in its process group
-        for transport in self._transports:
-            transport.close(timeout)
+        for place in self.places:
+            for transport in place.transports:
+                transport.close(timeout)
+            if place.host is not None:
+                place.host.close(timeout)
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -2,26 +2,26 @@
 
 The pool drives every worker the same way once it has an execnet gateway to it; a
 transport is what differs: how the process is started (``SpawnTransport``: a new
-interpreter; ``ForkServerTransport``: forked from the fork server), how it is killed
-and its exit status read (``WorkerProcess``), and how the evidence it left is gathered
-(``crash_evidence``: read where the worker ran and handed over as data).  Both
-transports here start workers on this machine, so both read the worker's files in the
-run directory; a transport to another machine would gather the same data there.
+interpreter; ``ForkServerTransport``: forked from the fork server; ``RemoteTransport``
+in ``remote.py``: started by an agent on another machine), how it is signalled, killed
+and released, and how the evidence it left is gathered (``evidence``: read where the
+worker ran and handed over as data).  The local transports read the worker's files in
+the run directory; the remote one gets the same data from its agent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import processes
-from ..wire.progress import ProgressEntry, ProgressFile
+from ..wire.progress import ProgressEntry, ProgressFile, read_excerpt
+from ..wire.remote import bootstrap_source
 from .forkserver import ForkServer
-
-#: What the controller reads of a worker's stderr: head and tail beyond this.
-STDERR_EXCERPT_BYTES = 16000
 
 
 class WorkerProcess(Protocol):
@@ -34,90 +34,139 @@ class WorkerProcess(Protocol):
     def kill(self) -> None: ...
 
 
-def bootstrap_source(package_parent: str, nice: int = 0) -> str:
-    """The code executed in a new gateway to enter the worker's ``main``; ``nice``
-    lowers the process's priority before anything heavy is imported."""
-    return (
-        (f"import os\nif hasattr(os, 'nice'): os.nice({int(nice)})\n" if nice else "")
-        + "import sys\n"
-        f"_p = {package_parent!r}\n"
-        "if _p not in sys.path: sys.path.append(_p)\n"
-        "from parallel_exec.worker.main import main\n"
-        "main(channel)\n"
-    )
+class Worker(Protocol):
+    """What a transport knows of a worker (the pool's ``WorkerHandle``)."""
+
+    worker_id: str
+    files_base: str
+    gateway: Any
+    process: WorkerProcess | None
+    pid: int | None
 
 
-def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
-    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
+@dataclass(frozen=True)
+class CrashEvidence:
+    """What the transport can tell about a worker that ended: gathered where the
+    worker ran and handed over as data (no path for the controller to open)."""
+
+    #: Its exit code, a negative signal number, or None when unknown.
+    exit_code: int | None
+    #: Why more is not known (its fork server had ended, its machine was lost); "".
+    note: str
+    #: The controller's index of the test it was running (-1: none).
+    running: int
+    #: What it wrote to stderr since that test began (head and tail when long).
+    stderr_since_test: str
+    #: What it wrote to stderr altogether (head and tail when long).
+    stderr: str
+
+
+def exit_status(process: WorkerProcess | None, timeout: float) -> int | None:
+    """The process's exit status, waiting at most ``timeout`` (None: unknown)."""
+    if process is None:
+        return None
     try:
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
-        return ""
-    if len(data) > limit:
-        head, tail = data[: limit // 4], data[-(limit - limit // 4) :]
-        skipped = len(data) - len(head) - len(tail)
-        data = head + f"\n[... {skipped} bytes not shown ...]\n".encode() + tail
-    return data.decode("utf-8", "replace")
+        return process.wait(timeout=timeout)
+    except Exception:
+        return None
+
+
+class Transport(Protocol):
+    """What the pool needs of a way to run workers."""
+
+    name: str
+    #: Its workers' files are on this machine (the pool reads their output itself).
+    local: bool
+    #: The Python version its workers run (their handshake must say it).
+    python: str
+
+    def open(self, group: Any, worker_id: str, nice: int) -> tuple[Any, WorkerProcess, str]:
+        """Start a worker: its gateway, its process and the code that enters ``main``."""
+        ...
+
+    def close(self, timeout: float) -> None: ...
+
+    def running(self, worker: Worker) -> ProgressEntry: ...
+
+    def kill(self, worker: Worker) -> None: ...
+
+    def signal(self, worker: Worker, signum: int, group: bool) -> None: ...
+
+    def memory(self, worker: Worker) -> int: ...
+
+    def stderr(self, worker: Worker) -> str: ...
+
+    def evidence(self, worker: Worker, wait: float) -> CrashEvidence: ...
+
+    def release(self, worker: Worker) -> None: ...
 
 
 class LocalTransport:
     """What both local transports share: the worker's files are in the run directory."""
 
     name = "local"
+    local = True
+    python = sys.version.split()[0]
     package_parent = str(Path(__file__).resolve().parent.parent.parent)
 
     def __init__(self) -> None:
-        self._watermark = processes.PidWatermark()
-        self._snapshot: list[processes.ProcessInfo] | None = None
-        self._owned: dict[int, list[int]] = {}
+        self._memory = processes.TreeMemory()
 
     def open(self, group: Any, worker_id: str, nice: int) -> tuple[Any, WorkerProcess, str]:
-        """Start a worker: its gateway, its process and the code that enters ``main``."""
         raise NotImplementedError
 
     def close(self, timeout: float) -> None:
         """End what the transport itself started (the fork server)."""
 
-    def running(self, files_base: str) -> ProgressEntry:
+    def running(self, worker: Worker) -> ProgressEntry:
         """The test the worker runs, from its progress file."""
-        return ProgressFile.read_full(files_base + ".progress")
+        return ProgressFile.read_full(worker.files_base + ".progress")
 
-    def kill(self, process: WorkerProcess | None, pid: int | None) -> None:
+    def kill(self, worker: Worker) -> None:
         """The one way a worker is killed: the process, then every process left in its
         group (what its tests started; the worker leads a group of its own)."""
+        process = worker.process
         if process is not None and process.poll() is None:
             with contextlib.suppress(OSError):
                 process.kill()
-        if pid:
-            processes.kill_group(pid, signal.SIGKILL)
+        if worker.pid:
+            processes.kill_group(worker.pid, signal.SIGKILL)
 
-    def signal(self, pid: int, signum: int, group: bool) -> None:
+    def signal(self, worker: Worker, signum: int, group: bool) -> None:
         """A signal to a live worker (its stacks), or to its whole group (SIGTERM)."""
+        if not worker.pid or worker.process is None or worker.process.poll() is not None:
+            return
         if group:
-            processes.kill_group(pid, signum)
+            processes.kill_group(worker.pid, signum)
         else:
-            processes.kill([pid], signum)
+            processes.kill([worker.pid], signum)
 
-    def memory(self, pid: int) -> int:
-        """Resident memory of a worker and of the processes it started, in bytes.  The
-        machine's processes are looked at again only when one was created since."""
-        if self._watermark.moved() or self._snapshot is None:
-            self._snapshot = processes.snapshot()
-            self._owned.clear()
-        owned = self._owned.get(pid)
-        if owned is None:
-            owned = [info.pid for info in processes.owned_by(pid, self._snapshot, pid)]
-            self._owned[pid] = owned
-        return processes.rss([pid, *owned])
+    def memory(self, worker: Worker) -> int:
+        """Resident memory of a worker and of the processes it started, in bytes."""
+        return self._memory.rss(worker.pid) if worker.pid else 0
 
-    def stderr(self, files_base: str, start: int = 0) -> str:
-        return read_excerpt(files_base + ".err", start)
+    def stderr(self, worker: Worker) -> str:
+        return read_excerpt(worker.files_base + ".err")
 
-    def status_lost(self, process: Any) -> bool:
-        """The worker's exit status cannot be known (its fork server had ended)."""
-        return bool(getattr(process, "ended_unseen", False))
+    def evidence(self, worker: Worker, wait: float) -> CrashEvidence:
+        exit_code = exit_status(worker.process, wait)
+        entry = self.running(worker)
+        unseen = exit_code is None and getattr(worker.process, "ended_unseen", False)
+        return CrashEvidence(
+            exit_code=exit_code,
+            note="its exit status is unknown: the fork server that started it had ended"
+            if unseen
+            else "",
+            running=entry.test,
+            stderr_since_test=read_excerpt(worker.files_base + ".err", entry.stderr_at),
+            stderr=self.stderr(worker),
+        )
+
+    def release(self, worker: Worker) -> None:
+        """The worker has finished its session: let its process exit now."""
+        if worker.gateway is not None:
+            with contextlib.suppress(Exception):
+                worker.gateway.exit()
 
 
 class SpawnTransport(LocalTransport):
@@ -126,8 +175,6 @@ class SpawnTransport(LocalTransport):
     name = "spawn"
 
     def open(self, group: Any, worker_id: str, nice: int) -> tuple[Any, WorkerProcess, str]:
-        import sys
-
         gateway = group.makegateway(f"popen//id={worker_id}//python={sys.executable}")
         process = gateway._io.popen
         return gateway, process, bootstrap_source(self.package_parent, nice)

@@ -386,6 +386,8 @@ class WorkerCrashed:
     #: The controller ended it for ``nodeid``: ``TestLimitReached.kind`` (empty: it
     #: was not ended, it crashed).
     ended_by: str = ""
+    #: What its transport adds (where it ran, a lost connection); "".
+    note: str = ""
 
     @property
     def description(self) -> str:
@@ -402,7 +404,7 @@ class WorkerCrashed:
         else:
             what = "crashed between tests"
         code = "" if self.exit_code is None else f" ({describe_exit(self.exit_code)})"
-        return what + code
+        return what + code + (f"; {self.note}" if self.note else "")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""The progress file: a worker's crash evidence that does not depend on the worker.
+"""The files a worker leaves as crash evidence, which do not depend on the worker:
+the progress file, and the stdout/stderr files (``read_excerpt``).
+
+The progress file:
 
 Thirty-two bytes, ``<qqdd``: the controller's index of the test in progress (-1
 between tests), the size of the worker's stderr file when that test began, when it
@@ -70,3 +73,27 @@ class ProgressFile:
     @classmethod
     def read(cls, path: str) -> int:
         return cls.read_entry(path)[0]
+
+
+#: What is read of a worker's stderr as evidence: head and tail beyond this.
+STDERR_EXCERPT_BYTES = 16000
+
+
+def excerpt(data: bytes, limit: int = STDERR_EXCERPT_BYTES) -> str:
+    """``data`` as text; when longer than ``limit``, its head and tail."""
+    if len(data) > limit:
+        head, tail = data[: limit // 4], data[-(limit - limit // 4) :]
+        skipped = len(data) - len(head) - len(tail)
+        data = head + f"\n[... {skipped} bytes not shown ...]\n".encode() + tail
+    return data.decode("utf-8", "replace")
+
+
+def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
+    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return ""
+    return excerpt(data, limit)

@@ -1,0 +1,303 @@
+"""``--tx``: workers on other machines, through execnet's own socket server started by
+the test on 127.0.0.1 (never another address).  Two remote workers and one local give
+the outcomes of a serial run; a remote machine killed mid-run fails the tests its
+workers were running, with the reason, and the run goes on; an unreachable address (a
+closed local port) and a remote with another parallel_exec version are refused with a
+clear message; malformed specs are usage errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import execnet
+import pytest
+
+import parallel_exec
+
+if TYPE_CHECKING:
+    from conftest import PluginRunner
+
+pytestmark = pytest.mark.slow
+
+SOCKET_SERVER = os.path.join(os.path.dirname(execnet.__file__), "script", "socketserver.py")
+ACCEPTING = re.compile(r"Entering Accept loop \('127\.0\.0\.1', (\d+)\)")
+
+
+class SocketServer:
+    """execnet's socket server on 127.0.0.1 (a free port), in a process of its own."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.log = workdir / f"socketserver-{time.monotonic_ns()}.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-u", SOCKET_SERVER, "127.0.0.1:0"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = ACCEPTING.search(self.log.read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the socket server did not start:\n{self.log.read_text()}")
+
+    def spec(self, count: int, chdir: Path) -> str:
+        return f"{count}*socket=127.0.0.1:{self.port}//chdir={chdir}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def servers(pytester: pytest.Pytester) -> Iterator[list[SocketServer]]:
+    started: list[SocketServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def start_server(
+    servers: list[SocketServer], pytester: pytest.Pytester, env: dict[str, str] | None = None
+) -> SocketServer:
+    server = SocketServer(pytester.path, env)
+    servers.append(server)
+    return server
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed when the block ends: nothing listens
+
+
+EVERY_OUTCOME = textwrap.dedent(
+    """
+    import os, time, pytest
+
+    def record(name):
+        with open(os.path.join({out!r}, name), "w") as fh:
+            fh.write(f"{{os.environ.get('PYTEST_XDIST_WORKER', 'master')}} {{os.getppid()}}")
+
+    @pytest.fixture
+    def broken():
+        raise RuntimeError("fixture fails")
+
+    @pytest.mark.parametrize("n", range(8))
+    def test_passes(n):
+        time.sleep(0.15)
+        record(f"passes-{{n}}")
+
+    def test_fails():
+        assert 1 == 2
+
+    def test_errors(broken):
+        pass
+
+    def test_skips():
+        pytest.skip("not here")
+
+    @pytest.mark.xfail(reason="known")
+    def test_xfails():
+        assert 0
+
+    @pytest.mark.xfail(reason="fixed now")
+    def test_xpasses():
+        pass
+
+    def test_prints():
+        print("to stdout")
+    """
+)
+
+
+def test_two_remote_workers_and_one_local_give_the_serial_outcomes(
+    runner: PluginRunner, servers: list[SocketServer]
+) -> None:
+    out = runner.pytester.path / "ran"
+    out.mkdir()
+    runner.pytester.makepyfile(test_every=EVERY_OUTCOME.format(out=str(out)))
+    server = start_server(servers, runner.pytester)
+    serial = runner.observe("-p", "no:randomly")
+    for name in list(os.listdir(out)):
+        os.unlink(out / name)
+    tx = server.spec(2, runner.pytester.path)
+    parallel = runner.observe("--tx", tx, "-p", "no:randomly", workers=1)
+    from conftest import assert_same_results
+
+    assert_same_results(serial, parallel)
+    header = runner.header_lines(parallel.result)
+    assert "parallel_exec: 3 workers (1 here, 2 on other machines)" in "\n".join(header)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    python = sys.version.split()[0]
+    remote_line = [
+        line for line in header if line.startswith(f"parallel_exec: socket=127.0.0.1:{server.port}")
+    ]
+    assert remote_line, header
+    assert f"2 workers on {socket.gethostname()} ({cpus} CPU" in remote_line[0]
+    assert f"Python {python} {sys.platform}), in {runner.pytester.path}" in remote_line[0]
+    # Workers of the remote machine ran tests: their parent is the socket server.
+    ran = [p.read_text().split() for p in out.iterdir()]
+    assert len(ran) == 8
+    remote_workers = {w for w, ppid in ran if int(ppid) == server.process.pid}
+    assert remote_workers, ran
+    assert remote_workers <= {"gw1", "gw2"}, ran
+    runner.assert_no_traceback(parallel.result)
+
+
+def test_a_remote_killed_mid_run_fails_its_running_tests_and_the_run_goes_on(
+    runner: PluginRunner, servers: list[SocketServer]
+) -> None:
+    out = runner.pytester.path / "ran"
+    out.mkdir()
+    runner.pytester.makepyfile(
+        test_long=textwrap.dedent(
+            f"""
+            import os, time, pytest
+
+            @pytest.mark.parametrize("n", range(24))
+            def test_slow(n):
+                with open(os.path.join({str(out)!r}, f"{{os.getpid()}}-{{n}}"), "w") as fh:
+                    fh.write(str(os.getppid()))
+                time.sleep(0.5)
+            """
+        )
+    )
+    doomed = start_server(servers, runner.pytester)
+    other = start_server(servers, runner.pytester)
+    here = runner.pytester.path
+    junit = here / "killed.xml"
+    command = runner.command(
+        "--tx",
+        doomed.spec(1, here),
+        "--tx",
+        other.spec(1, here),
+        f"--junitxml={junit}",
+        "-p",
+        "no:randomly",
+        workers=1,
+    )
+    with subprocess.Popen(
+        command, cwd=here, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as run:
+        deadline = time.monotonic() + 60
+        worker_pids: set[int] = set()
+        while time.monotonic() < deadline and not worker_pids:
+            worker_pids = {
+                int(p.name.split("-")[0])
+                for p in out.iterdir()
+                if p.read_text() == str(doomed.process.pid)
+            }
+            time.sleep(0.05)
+        assert worker_pids, "no test ran on the machine to be killed"
+        doomed.process.send_signal(signal.SIGKILL)
+        output, _ = run.communicate(timeout=120)
+    text = output.decode(errors="replace")
+    assert run.returncode == 1, text
+    from conftest import JunitReport
+
+    report = JunitReport.parse(junit)
+    assert len(report.outcomes) == 24, text  # every test exactly once
+    failed = [nodeid for nodeid, outcome in report.outcomes.items() if outcome == "failed"]
+    assert 1 <= len(failed) <= 2, text
+    assert set(report.outcomes.values()) == {"passed", "failed"}, text
+    lost = f"it ran on socket=127.0.0.1:{doomed.port}, whose connection was lost"
+    assert text.count(lost) >= 2 * len(failed), text  # the crash line and the failure
+    assert "Traceback (most recent call last)" not in text
+    assert "INTERNALERROR" not in text
+    # Its workers noticed their machine's agent was gone and ended.
+    for pid in worker_pids:
+        assert _ended(pid), f"worker {pid} of the killed machine is still running"
+
+
+def _ended(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_unreachable_machine_is_said_and_the_others_run(
+    runner: PluginRunner, servers: list[SocketServer]
+) -> None:
+    runner.pytester.makepyfile(test_small="def test_a(): pass\ndef test_b(): assert 0\n")
+    port = closed_port()
+    result = runner.run("--tx", f"2*socket=127.0.0.1:{port}", "-p", "no:randomly", workers=1)
+    text = runner.output(result)
+    assert result.ret == 1, text
+    assert f"parallel_exec: socket=127.0.0.1:{port}: unreachable (ConnectionRefusedError" in text, (
+        text
+    )
+    assert "its workers do not start" in text
+    assert "parallel_exec: 1 worker" in text
+    result.assert_outcomes(passed=1, failed=1)
+    # Nothing but that machine: nothing can run.
+    alone = runner.run("--tx", f"socket=127.0.0.1:{port}", "-p", "no:randomly")
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR, runner.output(alone)
+    assert "parallel_exec: no worker can start: socket=127.0.0.1:" in runner.output(alone)
+    runner.assert_no_traceback(alone)
+
+
+def test_a_remote_with_another_version_is_refused(
+    runner: PluginRunner, servers: list[SocketServer], tmp_path: Path
+) -> None:
+    """The remote's Python imports a parallel_exec whose version differs."""
+    copy = tmp_path / "other" / "parallel_exec"
+    shutil.copytree(Path(parallel_exec.__file__).parent, copy)
+    (copy / "_version.py").write_text('__version__ = "0.0.1.other"\n')
+    env = dict(os.environ, PYTHONPATH=str(copy.parent))
+    server = start_server(servers, runner.pytester, env)
+    runner.pytester.makepyfile(test_small="def test_a(): pass\n")
+    result = runner.run("--tx", server.spec(1, runner.pytester.path), "-p", "no:randomly")
+    text = runner.output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert (
+        f"it does not run what the controller runs (parallel_exec version: controller "
+        f"{parallel_exec.__version__}, remote 0.0.1.other)" in text
+    ), text
+    runner.assert_no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("bogus", "expected popen, socket=HOST:PORT or ssh=[USER@]HOST"),
+        ("socket=localhost", "expected socket=HOST:PORT"),
+        ("2*ssh=", "expected ssh=[USER@]HOST"),
+        ("0*popen", "expected N*SPEC with 1 <= N <= 16"),
+        ("popen//chdir=/x", "local workers run the controller's interpreter"),
+        ("socket=127.0.0.1:1//via=gw0", "the keys are //python=, //chdir= and //id="),
+        ("9*popen --tx 9*popen", "at most 16 workers run; -n and --tx ask for 18"),
+    ],
+)
+def test_malformed_specs_are_usage_errors(runner: PluginRunner, spec: str, says: str) -> None:
+    runner.pytester.makepyfile(test_small="def test_a(): pass\n")
+    result = runner.run(*[part for chunk in spec.split(" --tx ") for part in ("--tx", chunk)])
+    text = runner.output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "--tx" in text, text
+    assert says in text, text
+    runner.assert_no_traceback(result)
