@@ -231,7 +231,7 @@ def parse_run_id(value: str) -> str:
 
 
 #: What ``--tx`` takes after the kind (xdist's names); other execnet keys are refused.
-TX_KEYS = ("python", "chdir", "id")
+TX_KEYS = ("python", "chdir", "id", "ssh_config")
 TX_KINDS = ("popen", "socket", "ssh")
 
 
@@ -246,6 +246,8 @@ class TxSpec:
     python: str | None = None
     chdir: str | None = None
     id: str | None = None
+    #: ``ssh=`` only: the ssh configuration file (``ssh -F``).
+    ssh_config: str | None = None
 
     @property
     def remote(self) -> bool:
@@ -260,16 +262,16 @@ class TxSpec:
     def gateway_spec(self) -> str:
         """execnet's spec of the agent's gateway."""
         spec = f"{self.kind}={self.address}"
-        for key in ("python", "chdir"):
+        for key in ("python", "chdir", "ssh_config"):
             value = getattr(self, key)
             if value:
                 spec += f"//{key}={value}"
         return spec
 
     @property
-    def machine(self) -> tuple[str, str, str | None, str | None]:
+    def machine(self) -> tuple[str, str, str | None, str | None, str | None]:
         """Specs naming the same machine, interpreter and directory share one agent."""
-        return (self.kind, self.address, self.python, self.chdir)
+        return (self.kind, self.address, self.python, self.chdir, self.ssh_config)
 
 
 def parse_tx_one(value: str) -> TxSpec:
@@ -300,16 +302,26 @@ def parse_tx_one(value: str) -> TxSpec:
         key, eq, setting = option.partition("=")
         if key not in TX_KEYS or not eq or not setting:
             raise OptionError(
-                f"{option!r} in {value!r}: the keys are //python=, //chdir= and //id= "
-                "(execnet's other keys are not supported)"
+                f"{option!r} in {value!r}: the keys are //python=, //chdir=, //id= and, for "
+                "ssh=, //ssh_config= (execnet's other keys are not supported)"
             )
         found[key] = setting
+    if "ssh_config" in found and kind != "ssh":
+        raise OptionError(f"{value!r}: //ssh_config= is for ssh=")
     if kind == "popen" and ("python" in found or "chdir" in found):
         raise OptionError(
             f"{value!r}: local workers run the controller's interpreter in its directory "
             "(//python= and //chdir= are for socket= and ssh=)"
         )
-    return TxSpec(count, kind, address, found.get("python"), found.get("chdir"), found.get("id"))
+    return TxSpec(
+        count,
+        kind,
+        address,
+        found.get("python"),
+        found.get("chdir"),
+        found.get("id"),
+        found.get("ssh_config"),
+    )
 
 
 def parse_tx(value: str | list[str]) -> tuple[TxSpec, ...]:
@@ -335,7 +347,7 @@ def combined_workers(workers: WorkerCount | None, tx: tuple[TxSpec, ...]) -> Wor
 def remote_machines(tx: tuple[TxSpec, ...]) -> list[TxSpec]:
     """The remote machines of ``--tx``, one per machine (specs naming the same machine,
     interpreter and directory are one agent with their workers added up)."""
-    merged: dict[tuple[str, str, str | None, str | None], TxSpec] = {}
+    merged: dict[tuple[str, str, str | None, str | None, str | None], TxSpec] = {}
     for spec in tx:
         if not spec.remote:
             continue

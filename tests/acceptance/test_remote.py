@@ -7,6 +7,7 @@ clear message; malformed specs are usage errors."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -164,6 +165,96 @@ def test_two_remote_workers_and_one_local_give_the_serial_outcomes(
     runner.assert_no_traceback(parallel.result)
 
 
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+
+
+@pytest.fixture
+def ssh_config(tmp_path: Path) -> Iterator[Path]:
+    """An sshd of the test's own on 127.0.0.1 (keys in tmp_path) and an ssh
+    configuration naming it ``pe-test``; skipped where sshd cannot run."""
+    if SSHD is None:
+        pytest.skip("no sshd here (CI installs openssh-server)")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", exist_ok=True)
+    elif not os.path.isdir("/run/sshd"):
+        pytest.skip("sshd needs /run/sshd, which only root can create")
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True
+        )
+    keys = tmp_path / "authorized_keys"
+    shutil.copy(tmp_path / "client_key.pub", keys)
+    keys.chmod(0o600)
+    port = closed_port()
+    (tmp_path / "sshd_config").write_text(
+        textwrap.dedent(
+            f"""
+            Port {port}
+            ListenAddress 127.0.0.1
+            HostKey {tmp_path / "host_key"}
+            AuthorizedKeysFile {keys}
+            PasswordAuthentication no
+            PermitRootLogin prohibit-password
+            StrictModes no
+            UsePAM no
+            PidFile {tmp_path / "sshd.pid"}
+            """
+        )
+    )
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            Host pe-test
+              HostName 127.0.0.1
+              Port {port}
+              User {getpass.getuser()}
+              IdentityFile {tmp_path / "client_key"}
+              StrictHostKeyChecking no
+              UserKnownHostsFile /dev/null
+              LogLevel ERROR
+            """
+        )
+    )
+    sshd = subprocess.Popen(
+        [SSHD, "-D", "-f", str(tmp_path / "sshd_config"), "-E", str(tmp_path / "sshd.log")]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["ssh", "-F", str(config), "pe-test", "true"], capture_output=True, timeout=20
+            )
+            if probe.returncode == 0:
+                break
+            if sshd.poll() is not None:
+                pytest.skip(f"sshd did not start: {(tmp_path / 'sshd.log').read_text()}")
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"ssh to the test's sshd failed: {probe.stderr!r}")
+        yield config
+    finally:
+        sshd.kill()
+        sshd.wait(timeout=10)
+
+
+def test_workers_over_ssh_give_the_serial_outcomes(runner: PluginRunner, ssh_config: Path) -> None:
+    out = runner.pytester.path / "ran"
+    out.mkdir()
+    runner.pytester.makepyfile(test_every=EVERY_OUTCOME.format(out=str(out)))
+    serial = runner.observe("-p", "no:randomly")
+    here = runner.pytester.path
+    tx = f"2*ssh=pe-test//ssh_config={ssh_config}//python={sys.executable}//chdir={here}//id=box"
+    parallel = runner.observe("--tx", tx, "-p", "no:randomly", workers=1)
+    from conftest import assert_same_results
+
+    assert_same_results(serial, parallel)
+    header = "\n".join(runner.header_lines(parallel.result))
+    assert f"parallel_exec: box: 2 workers on {socket.gethostname()} (" in header, header
+    assert f"), in {here}" in header
+    runner.assert_no_traceback(parallel.result)
+
+
 def test_a_remote_killed_mid_run_fails_its_running_tests_and_the_run_goes_on(
     runner: PluginRunner, servers: list[SocketServer]
 ) -> None:
@@ -289,7 +380,7 @@ def test_a_remote_with_another_version_is_refused(
         ("2*ssh=", "expected ssh=[USER@]HOST"),
         ("0*popen", "expected N*SPEC with 1 <= N <= 16"),
         ("popen//chdir=/x", "local workers run the controller's interpreter"),
-        ("socket=127.0.0.1:1//via=gw0", "the keys are //python=, //chdir= and //id="),
+        ("socket=127.0.0.1:1//via=gw0", "the keys are //python=, //chdir=, //id= and"),
         ("9*popen --tx 9*popen", "at most 16 workers run; -n and --tx ask for 18"),
     ],
 )

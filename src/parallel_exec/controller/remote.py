@@ -194,6 +194,9 @@ class RemoteHost:
         """End the agent (it ends its workers and removes its files)."""
         with contextlib.suppress(Exception):
             self.group.terminate(timeout=timeout)
+        # execnet shuts a socket gateway's connection down but leaves it open.
+        with contextlib.suppress(Exception):
+            self.gateway._io.sock.close()
 
 
 def unreachable_reason(exc: BaseException) -> str:
