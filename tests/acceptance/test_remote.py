@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,9 +144,7 @@ def test_two_remote_workers_and_one_local_give_the_serial_outcomes(
         os.unlink(out / name)
     tx = server.spec(2, runner.pytester.path)
     parallel = runner.observe("--tx", tx, "-p", "no:randomly", workers=1)
-    from conftest import assert_same_results
-
-    assert_same_results(serial, parallel)
+    assert parallel.differences_from(serial) == []
     header = runner.header_lines(parallel.result)
     assert "parallel_exec: 3 workers (1 here, 2 on other machines)" in "\n".join(header)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -246,9 +245,7 @@ def test_workers_over_ssh_give_the_serial_outcomes(runner: PluginRunner, ssh_con
     here = runner.pytester.path
     tx = f"2*ssh=pe-test//ssh_config={ssh_config}//python={sys.executable}//chdir={here}//id=box"
     parallel = runner.observe("--tx", tx, "-p", "no:randomly", workers=1)
-    from conftest import assert_same_results
-
-    assert_same_results(serial, parallel)
+    assert parallel.differences_from(serial) == []
     header = "\n".join(runner.header_lines(parallel.result))
     assert f"parallel_exec: box: 2 workers on {socket.gethostname()} (" in header, header
     assert f"), in {here}" in header
@@ -304,13 +301,12 @@ def test_a_remote_killed_mid_run_fails_its_running_tests_and_the_run_goes_on(
         output, _ = run.communicate(timeout=120)
     text = output.decode(errors="replace")
     assert run.returncode == 1, text
-    from conftest import JunitReport
-
-    report = JunitReport.parse(junit)
-    assert len(report.outcomes) == 24, text  # every test exactly once
-    failed = [nodeid for nodeid, outcome in report.outcomes.items() if outcome == "failed"]
+    cases = junit_outcomes(junit)
+    outcomes = dict(cases)
+    assert len(cases) == len(outcomes) == 24, text  # every test, exactly once
+    failed = [name for name, outcome in outcomes.items() if outcome == "failed"]
     assert 1 <= len(failed) <= 2, text
-    assert set(report.outcomes.values()) == {"passed", "failed"}, text
+    assert set(outcomes.values()) == {"passed", "failed"}, text
     lost = f"it ran on socket=127.0.0.1:{doomed.port}, whose connection was lost"
     assert text.count(lost) >= 2 * len(failed), text  # the crash line and the failure
     assert "Traceback (most recent call last)" not in text
@@ -318,6 +314,19 @@ def test_a_remote_killed_mid_run_fails_its_running_tests_and_the_run_goes_on(
     # Its workers noticed their machine's agent was gone and ended.
     for pid in worker_pids:
         assert _ended(pid), f"worker {pid} of the killed machine is still running"
+
+
+def junit_outcomes(path: Path) -> list[tuple[str, str]]:
+    """``(test, passed or failed)`` of every test case, in the file's order."""
+    return [
+        (
+            f"{case.get('classname')}::{case.get('name')}",
+            "failed"
+            if case.find("failure") is not None or case.find("error") is not None
+            else "passed",
+        )
+        for case in ET.parse(path).getroot().iter("testcase")
+    ]
 
 
 def _ended(pid: int, within: float = 10.0) -> bool:
