@@ -108,6 +108,35 @@ def terminal_to(config: pytest.Config, stream: TextIO) -> None:
     reporter._tw = create_terminal_writer(config, stream)
 
 
+def one_progress_stream(config: pytest.Config) -> None:
+    """Results arrive from many files at once: print them as one stream of outcome
+    characters with the percentage, without a file name at every switch, as
+    pytest-xdist does (``TerminalReporter.showfspath``, 8.0 -> 9.2)."""
+    reporter = _reporter(config)
+    if reporter is not None and hasattr(reporter, "showfspath"):
+        reporter.showfspath = False
+
+
+def terminal_file(config: pytest.Config) -> Any:
+    """The file the terminal reporter writes to (None: no terminal reporter).
+    ``TerminalReporter._tw`` and ``TerminalWriter._file`` (8.0 -> 9.2)."""
+    writer = getattr(_reporter(config), "_tw", None)
+    return getattr(writer, "_file", None)
+
+
+def set_terminal_file(config: pytest.Config, file: Any) -> None:
+    """Make the terminal reporter write to ``file`` (see ``terminal_file``)."""
+    writer = getattr(_reporter(config), "_tw", None)
+    if writer is not None and hasattr(writer, "_file"):
+        writer._file = file
+
+
+def terminal_width(config: pytest.Config) -> int:
+    """The terminal's width as pytest's writer sees it (80 when unknown)."""
+    writer = getattr(_reporter(config), "_tw", None)
+    return int(getattr(writer, "fullwidth", 80) or 80)
+
+
 def end_current_line(config: pytest.Config) -> None:
     """End the terminal's current line if it has text (progress dots), so that a line
     of ours starts on a new one.  ``TerminalReporter._tw`` and

@@ -615,6 +615,34 @@ OPTIONS: tuple[OptionSpec, ...] = (
         repeat=True,
     ),
     OptionSpec(
+        flags=("--live",),
+        dest="pe_live",
+        parse=parse_bool,
+        default=None,
+        metavar="BOOL",
+        help="draw the live status (tests done, ETA, what each worker runs) at the bottom "
+        "of a terminal; only on a TTY, never with -s or TERM=dumb (default: true).",
+    ),
+    OptionSpec(
+        flags=("--no-live",),
+        dest="pe_no_live",
+        parse=parse_bool,
+        default=None,
+        metavar="",
+        help="do not draw the live status (the same as --live=false).",
+        flag=True,
+    ),
+    OptionSpec(
+        flags=("--progress-every",),
+        dest="pe_progress_every",
+        parse=parse_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="where the live status is not drawn (a log, a pipe), print a progress line "
+        "('parallel_exec: 812/2000 done, 3 failed, ETA 1m40s') every SECONDS; with -v "
+        "every 30 s unless set; 0: never.",
+    ),
+    OptionSpec(
         flags=("--shard",),
         dest="pe_shard",
         parse=parse_shard,
@@ -746,6 +774,10 @@ class Settings:
     shard_run_id: str | None = None
     #: ``--tx``: more workers, local or on other machines (``workers`` counts them).
     tx: tuple[TxSpec, ...] = ()
+    #: The live status (``--live``/``--no-live``) and ``--progress-every`` (None: not
+    #: set; 30 s with ``-v``).
+    live: bool = True
+    progress_every: float | None = None
 
     @property
     def remote_workers(self) -> int:
@@ -923,6 +955,9 @@ def load(config: pytest.Config) -> Settings:
         shard=values["pe_shard"],
         shard_run_id=values["pe_shard_run_id"],
         tx=tx,
+        live=bool(values["pe_live"] if values["pe_live"] is not None else True)
+        and not values["pe_no_live"],
+        progress_every=values["pe_progress_every"],
     )
 
 

@@ -214,10 +214,13 @@ class Dispatcher:
         interrupted = False
         self.start()
         try:
-            next_tick = 0.0
+            next_tick = next_shown = 0.0
             while self.pool.alive():
                 self.handle(self._next_event())
                 now = time.monotonic()
+                if now >= next_shown:
+                    next_shown = now + TICK_SECONDS
+                    self.stream.publish(events.Tick())
                 self._check_deadline(now)
                 if self.scheduler is not None and now >= next_tick:
                     next_tick = now + TICK_SECONDS

@@ -69,6 +69,44 @@ class RunOutcome:
             self.finished = event
 
 
+#: ``-v`` without ``--progress-every``: a progress line this often (not on a TTY).
+VERBOSE_PROGRESS_SECONDS = 30.0
+
+
+def progress_writers(
+    config: pytest.Config, settings: Settings, timings: Mapping[str, TestTiming]
+) -> list[events.Consumer]:
+    """The live status on a terminal, or plain progress lines where asked."""
+    from ..reporting.progress import RunProgress
+    from ..reporting.writers.live import TERMINAL_OWNERS, LiveStatus, ProgressLines, live_wanted
+
+    file = _pytest_compat.terminal_file(config)
+    progress = RunProgress({nodeid: t.mean for nodeid, t in timings.items()})
+    owned = any(config.pluginmanager.hasplugin(name) for name in TERMINAL_OWNERS)
+    capture_off = config.getoption("capture", None) == "no"
+    if not owned and live_wanted(file, asked=settings.live, capture_off=capture_off):
+        return [
+            LiveStatus(
+                progress,
+                lambda: _pytest_compat.terminal_file(config),
+                lambda file: _pytest_compat.set_terminal_file(config, file),
+            )
+        ]
+    every = settings.progress_every
+    if every is None and config.get_verbosity() > 0:
+        every = VERBOSE_PROGRESS_SECONDS
+    if not every:
+        return []
+
+    def write_line(text: str) -> None:
+        _pytest_compat.end_current_line(config)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text)
+
+    return [ProgressLines(progress, write_line, every)]
+
+
 class ControllerPlugin:
     """Registered in the main process when a run is parallel."""
 
@@ -134,9 +172,14 @@ class ControllerPlugin:
                 self.recorder,
                 self.outcome,
                 *make_writers(config, settings),
+                *progress_writers(config, settings, self.timings),
             ],
             on_failure=warn_consumer_failure(config),
         )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        _pytest_compat.one_progress_stream(self.config)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> bool:

@@ -195,6 +195,14 @@ class TestStarted:
 
 
 @dataclass(frozen=True)
+class Tick:
+    """The run goes on (published about ten times a second by the run loop): what
+    shows progress redraws on it, on the main thread."""
+
+    now: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
 class RunNotice:
     """A line for the user about the run itself (fewer workers than asked, the fork
     server gone, a fatal error's text)."""
@@ -456,6 +464,7 @@ RunEvent = (
     | WorkerFinished
     | RunPlanned
     | TestStarted
+    | Tick
     | ShardSelected
     | TestLimitReached
     | TestSlow

@@ -1,0 +1,146 @@
+"""The live status of a real parallel run, drawn on a pseudo-terminal and read back
+through a terminal emulator (pyte): per-worker lines and an ETA while it runs, a final
+screen with no status left; into a pipe the run prints what it prints without the
+live status; ``--progress-every`` prints plain progress lines in a log."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import termios
+import textwrap
+import time
+from typing import TYPE_CHECKING
+
+import pyte
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import PluginRunner
+
+pytestmark = pytest.mark.slow
+
+SUITE = textwrap.dedent(
+    """
+    import time, pytest
+
+    @pytest.mark.parametrize("n", range(6))
+    def test_quick(n):
+        time.sleep(0.2)
+
+    @pytest.mark.parametrize("n", range(2))
+    def test_takes_a_while_with_a_long_name_that_is_cut(n):
+        time.sleep(2.5)
+
+    def test_fails():
+        assert 0
+    """
+)
+
+WORKER_LINE = re.compile(r"^\s*gw\d+\s+(idle|\S.*\d+s( SLOW)?)$")
+RUNNING_LINE = re.compile(r"^\s*gw\d+\s+\S.*\d+s( SLOW)?$")
+
+
+def run_in_terminal(
+    command: list[str], cwd: str, columns: int = 80, rows: int = 24, timeout: float = 120
+) -> tuple[list[list[str]], list[str]]:
+    """Run ``command`` on a pseudo-terminal; the screens seen while it ran (every 0.1 s)
+    and the final one."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the run
+        os.chdir(cwd)
+        os.environ.update({"TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)})
+        os.execvp(command[0], command)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.ByteStream(screen)
+    screens: list[list[str]] = []
+    deadline = time.monotonic() + timeout
+    next_look = 0.0
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            stream.feed(chunk)
+        if time.monotonic() >= next_look:
+            next_look = time.monotonic() + 0.1
+            screens.append([line.rstrip() for line in screen.display])
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return screens, [line.rstrip() for line in screen.display]
+
+
+def test_the_live_status_shows_workers_and_an_eta_and_leaves_nothing(
+    runner: PluginRunner,
+) -> None:
+    runner.pytester.makepyfile(test_live=SUITE)
+    command = runner.command("-p", "no:randomly", workers=2)
+    runner.run("-p", "no:randomly", workers=2)  # the history: an ETA from predictions
+    screens, final = run_in_terminal(command, str(runner.pytester.path), columns=60)
+    during = [s for s in screens if any(WORKER_LINE.match(line) for line in s)]
+    assert during, "no status was drawn:\n" + "\n".join(screens[-1] if screens else final)
+    busy = next((s for s in during if sum(bool(RUNNING_LINE.match(line)) for line in s) == 2), None)
+    assert busy is not None, "\n".join(during[-1])
+    shown = "\n".join(busy)
+    assert re.search(r"\d+/9 \[[#-]+\] +\d+%  \d+s  ETA \d+s$", shown, re.M), shown
+    assert any(re.fullmatch(r"\d+ passed, \d+ failed, 0 skipped", line) for line in busy), busy
+    long_test = [line for line in busy if "…" in line]
+    status = [line for line in busy if WORKER_LINE.match(line) or "ETA" in line]
+    assert all(len(line) <= 59 for line in status), status  # nothing wraps at 60 columns
+    assert long_test or any("test_quick" in line for line in busy), busy
+    # The final screen: pytest's summary, no status left above or in it.
+    text = "\n".join(final)
+    assert "1 failed, 8 passed" in text, text
+    assert not any(WORKER_LINE.match(line) for line in final), text
+    assert "ETA" not in text, text
+
+
+def normalized(output: str) -> str:
+    return re.sub(r"\d+\.\d+s|\d+(\.\d+)?x|\d+%", "#", output)
+
+
+def test_into_a_pipe_the_run_prints_what_it_prints_without_the_live_status(
+    runner: PluginRunner,
+) -> None:
+    runner.pytester.makepyfile(test_live=SUITE.replace("2.5", "0.3"))
+    runner.run("-p", "no:randomly", workers=2)
+    plain = runner.run("-p", "no:randomly", workers=2)
+    off = runner.run("-p", "no:randomly", "--no-live", workers=2)
+    assert "\x1b[" not in plain.stdout.str()
+    assert normalized(plain.stdout.str()) == normalized(off.stdout.str())
+    assert "ETA" not in plain.stdout.str()
+
+
+def test_progress_lines_in_a_log_when_asked(runner: PluginRunner) -> None:
+    runner.pytester.makepyfile(test_live=SUITE)
+    result = runner.run("-p", "no:randomly", "--progress-every", "1", workers=2)
+    lines = [
+        line for line in result.outlines if line.startswith("parallel_exec: ") and " done, " in line
+    ]
+    assert lines, result.stdout.str()
+    assert all(
+        re.fullmatch(r"parallel_exec: \d+/9 done, [01] failed, ETA (--|\d+s.*)", line)
+        for line in lines
+    ), lines
+    quiet = runner.run("-p", "no:randomly", workers=2)
+    assert not any(" done, " in line for line in quiet.outlines)
+
+
+def test_the_live_status_is_off_with_no_live_and_with_dumb_terminals(runner: PluginRunner) -> None:
+    runner.pytester.makepyfile(test_live=SUITE.replace("2.5", "1.5"))
+    for extra, env in ((["--no-live"], {}), ([], {"TERM": "dumb"})):
+        command = runner.command("-p", "no:randomly", *extra, workers=2)
+        if env:
+            command = ["env", *(f"{k}={v}" for k, v in env.items()), *command]
+        screens, final = run_in_terminal(command, str(runner.pytester.path))
+        assert not any(WORKER_LINE.match(line) for s in screens for line in s), extra or env
+        assert "1 failed, 8 passed" in "\n".join(final)
