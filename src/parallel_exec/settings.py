@@ -504,6 +504,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "as tests finish.",
     ),
     OptionSpec(
+        flags=("--report-timeline",),
+        dest="pe_report_timeline",
+        parse=str,
+        default=None,
+        metavar="PATH",
+        help="write the run's timeline to PATH, one self-contained HTML file: a lane per "
+        "worker, a bar per test, the plan beside it, the run's figures (docs/timeline.md).",
+    ),
+    OptionSpec(
         flags=("--retries",),
         dest="pe_retries",
         parse=parse_non_negative_int,
@@ -765,6 +774,7 @@ class Settings:
     report_junit_extended: bool = False
     report_json: str | None = None
     report_tap: str | None = None
+    report_timeline: str | None = None
     retries: int = 0
     fail_on_flaky: bool = False
     #: The guards' options.
@@ -828,7 +838,13 @@ def runs_parallel(workers: WorkerCount | None, dist: str, getoption: Callable[[s
 
 #: Options naming a file written when the run ends; checked when the run starts.
 REPORT_PATH_OPTIONS = frozenset(
-    {"pe_report_outcome", "pe_report_junit", "pe_report_json", "pe_report_tap"}
+    {
+        "pe_report_outcome",
+        "pe_report_junit",
+        "pe_report_json",
+        "pe_report_tap",
+        "pe_report_timeline",
+    }
 )
 
 
@@ -941,6 +957,7 @@ def load(config: pytest.Config) -> Settings:
         report_junit_extended=bool(values["pe_report_junit_extended"]),
         report_json=values["pe_report_json"],
         report_tap=values["pe_report_tap"],
+        report_timeline=values["pe_report_timeline"],
         retries=values["pe_retries"] or 0,
         fail_on_flaky=bool(values["fail_on_flaky"]),
         limits=Limits(

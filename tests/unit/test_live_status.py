@@ -89,7 +89,19 @@ def test_the_eta_follows_how_the_run_does_against_its_predictions() -> None:
     assert progress.eta(T0).seconds == pytest.approx(5 * 1.0 * 2.0)
     for nodeid in ids[5:8]:
         progress(finished("gw0", nodeid, duration=100.0))
-    assert progress.correction() == 4.0  # bounded
+    assert progress.correction() == 10.0  # bounded
+
+
+def test_the_eta_counts_what_workers_spend_between_tests() -> None:
+    """Tests predicted (and taking) 0.1 s each, but a worker gets through one every
+    0.5 s: the ETA follows the wall clock, not the tests' own durations."""
+    ids = [f"t{i}" for i in range(20)]
+    progress = run_of(ids, dict.fromkeys(ids, 0.1), workers=1)
+    progress(events.TestStarted("gw0", "t0", T0))
+    for _n, nodeid in enumerate(ids[:10]):
+        progress(finished("gw0", nodeid, duration=0.1))
+    assert progress.correction(T0 + 5.0) == pytest.approx(5.0)  # 5 s of wall for 1 s predicted
+    assert progress.eta(T0 + 5.0).seconds == pytest.approx(10 * 0.1 * 5.0)
 
 
 def test_without_history_the_eta_is_the_rate_so_far_and_says_so() -> None:

@@ -213,6 +213,7 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--report-junit-extended": "parallel_exec_report_junit_extended",
         "--report-json": "parallel_exec_report_json",
         "--report-tap": "parallel_exec_report_tap",
+        "--report-timeline": "parallel_exec_report_timeline",
         "--retries": "parallel_exec_retries",
         "--fail-on-flaky": "parallel_exec_fail_on_flaky",
         "--test-timeout": "parallel_exec_test_timeout",
@@ -224,6 +225,9 @@ def test_declared_options_follow_the_ini_rule() -> None:
         "--fail-on-leak": "parallel_exec_fail_on_leak",
         "--no-leak-check": "parallel_exec_no_leak_check",
         "--shard": "parallel_exec_shard",
+        "--live": "parallel_exec_live",
+        "--no-live": "parallel_exec_no_live",
+        "--progress-every": "parallel_exec_progress_every",
         "--shard-run-id": "parallel_exec_shard_run_id",
         "--max-worker-restart": "parallel_exec_max_worker_restart",
     }

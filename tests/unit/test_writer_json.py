@@ -375,6 +375,9 @@ def test_crashed_and_not_run_tests_and_their_workers(tmp_path: Path) -> None:
         "crashed": False,
         "exit_code": None,
         "crashed_running": None,
+        "started_at": 0.0,
+        "ready_at": None,
+        "ended_at": None,
     }
     gw1 = workers["gw1"]
     assert (gw1["crashed"], gw1["exit_code"], gw1["crashed_running"]) == (True, -9, crashed_id)

@@ -599,6 +599,7 @@ class Dispatcher:
                 tests=len(self.nodeids),
                 predictions=predictions,
                 predicted_makespan=self.scheduler.predicted_makespan,
+                plan=tuple(tuple(self.nodeids[t] for t in lane) for lane in self.scheduler.plan),
             )
         )
         extra = self.target - len(self.pool.workers)
@@ -742,6 +743,8 @@ class Dispatcher:
             if running in self.scheduler.pending(worker_id):
                 crashed = running
                 in_teardown = self.crashes.in_teardown(running)
+                if evidence.started:  # it died before saying it had started
+                    self._test_started(worker_id, running, evidence.started)
                 if running not in self.reported and running == ended_for and reason is not None:
                     seconds = max(0.0, time.time() - ended.since) if ended else 0.0
                     result = self.crashes.ended(

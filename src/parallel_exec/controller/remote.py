@@ -306,6 +306,7 @@ class RemoteTransport:
                 running=found.progress.test,
                 stderr_since_test=found.stderr_since_test,
                 stderr=found.stderr,
+                started=found.progress.started,
             )
         return CrashEvidence(
             exit_code=seen.exit_code,
@@ -313,6 +314,7 @@ class RemoteTransport:
             running=seen.progress.test,
             stderr_since_test=excerpt(seen.stderr_since(seen.progress.stderr_at)),
             stderr=excerpt(bytes(seen.stderr)),
+            started=seen.progress.started,
         )
 
     def _note(self, seen: Seen) -> str:

@@ -59,6 +59,8 @@ class CrashEvidence:
     stderr_since_test: str
     #: What it wrote to stderr altogether (head and tail when long).
     stderr: str
+    #: When that test began (``time.time()``; 0: unknown).
+    started: float = 0.0
 
 
 def exit_status(process: WorkerProcess | None, timeout: float) -> int | None:
@@ -160,6 +162,7 @@ class LocalTransport:
             running=entry.test,
             stderr_since_test=read_excerpt(worker.files_base + ".err", entry.stderr_at),
             stderr=self.stderr(worker),
+            started=entry.started,
         )
 
     def release(self, worker: Worker) -> None:

@@ -5,6 +5,7 @@
 ``parallel-exec history import`` from such an export or pytest-split's ``.test_durations``
 ``parallel-exec history merge``  several stores or exports into one (CI shards)
 ``parallel-exec merge``          the reports of a matrix's shards (``--shard I/N``) as one
+``parallel-exec timeline``       the timeline picture (HTML) of a ``--report-json`` file
 ``parallel-exec schema outcome`` the JSON schema of the learning-outcome record
 ``parallel-exec schema report``  the JSON schema of the ``--report-json`` file
 
@@ -79,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge_reports.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     merge_reports.add_argument("inputs", type=Path, nargs="+", help="one report per shard")
+
+    timeline = commands.add_parser(
+        "timeline",
+        help="draw the timeline of a run (one HTML file) from its --report-json file",
+        description="Draw the timeline of a run from its JSON report (--report-json, or "
+        "a merged one: a lane group per shard) into one self-contained HTML file.",
+    )
+    timeline.add_argument("report", type=Path, help="a --report-json file")
+    timeline.add_argument("-o", "--output", type=Path, required=True, help="the HTML file")
 
     schema = commands.add_parser("schema", help="print a JSON schema")
     schema.add_argument("which", choices=("outcome", "report"))
@@ -225,6 +235,31 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timeline(report: Path, output: Path) -> int:
+    from pydantic import ValidationError
+
+    from ..reporting.timeline import write_timeline
+    from ..reporting.writers.json_report import JsonReport
+
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        JsonReport.model_validate(data)
+    except OSError as exc:
+        raise CliError(f"cannot read {report}: {exc.strerror or exc}") from None
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).strip().splitlines()
+        raise CliError(
+            f"{report} is not a parallel_exec JSON report (--report-json): "
+            f"{first[0] if first else type(exc).__name__}"
+        ) from None
+    try:
+        write_timeline(output, data)
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(f"wrote the timeline of {len(data.get('tests', []))} tests to {output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -242,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (MergeError, OSError) as exc:
                 raise CliError(str(exc)) from None
             return 0
+        if args.command == "timeline":
+            return _timeline(args.report, args.output)
         if args.command == "schema" and args.which == "report":
             from ..reporting.writers.json_report import schema_text
 

@@ -120,6 +120,8 @@ class RunPlanned:
     tests: int
     predictions: Mapping[str, tuple[float, float]]
     predicted_makespan: float | None
+    #: The tests planned on each worker slot, in order (empty: no plan).
+    plan: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)

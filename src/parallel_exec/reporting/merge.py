@@ -317,6 +317,19 @@ def _shard_id(path: Path, label: str | None, run_id: str | None, plan: str | Non
     return ShardId(path, index, count, run_id or "", plan or "")
 
 
+def _on_shard(test: Any, ident: ShardId) -> Any:
+    """A shard's test record with its workers named as the merged report names them
+    (``2/3:gw0``: every shard has its own ``gw0``)."""
+    prefix = f"{ident.index}/{ident.count}:"
+    earlier = [a.model_copy(update={"worker": prefix + a.worker}) for a in test.attempts.earlier]
+    return test.model_copy(
+        update={
+            "worker": prefix + test.worker if test.worker else test.worker,
+            "attempts": test.attempts.model_copy(update={"earlier": earlier}),
+        }
+    )
+
+
 def merge_json(paths: Sequence[Path]) -> tuple[str, int]:
     from pydantic import ValidationError
 
@@ -349,7 +362,7 @@ def merge_json(paths: Sequence[Path]) -> tuple[str, int]:
                 )
             owner[test.nodeid] = ident.path
             position = report.shard.positions.get(test.nodeid, math.inf)
-            tests.append((position, ident.index, number, test))
+            tests.append((position, ident.index, number, _on_shard(test, ident)))
     tests.sort(key=lambda t: t[:3])
     first_id, first = reports[0]
     shards = [r for _, r in reports]
@@ -406,6 +419,7 @@ def merge_json(paths: Sequence[Path]) -> tuple[str, int]:
             "collection_errors": list(errors.values()),
             "tests": [t[3] for t in tests],
             "learning_outcome": merge_outcomes(outcomes) if len(outcomes) == len(shards) else None,
+            "plan": None,
             "shard": ShardInfo(
                 shard=f"1-{first_id.count}/{first_id.count}",
                 run_id=first_id.run_id,

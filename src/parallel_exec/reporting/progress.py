@@ -7,8 +7,10 @@ test is slow, and an ETA:
 
 - with the timing history: the predicted work left (tests not started, plus what a
   running test is still predicted to take) over the workers running, scaled by how
-  the run does against its predictions so far (actual / predicted of the finished
-  tests, once a few have finished);
+  the run does against its predictions so far, once a few tests have finished: the
+  larger of the finished tests' actual / predicted durations and the workers' wall
+  time since the first test began / the predicted work done (what a worker spends
+  between tests counts too);
 - without it: the tests left at the rate so far, and said so.
 """
 
@@ -28,7 +30,7 @@ SLOW_MIN_SECONDS = 5.0
 #: Finished tests with a prediction before the ETA is scaled by how the run does.
 CORRECTION_AFTER = 5
 #: Bounds of that scaling (a few odd tests must not swing the ETA wildly).
-CORRECTION_BOUNDS = (0.25, 4.0)
+CORRECTION_BOUNDS = (0.25, 10.0)
 
 
 def format_duration(seconds: float) -> str:
@@ -91,6 +93,9 @@ class RunProgress:
         self._actual_sum = 0.0
         self._predicted_sum = 0.0
         self._corrected = 0
+        #: When the first test began, and the predicted work of the finished tests.
+        self._first_start: float | None = None
+        self._predicted_done = 0.0
         self._nodeids: tuple[str, ...] = ()
         self._typical = 0.0
         self._work_left = 0.0
@@ -111,6 +116,8 @@ class RunProgress:
             self.workers.setdefault(event.worker_id, None)
         elif isinstance(event, events.TestStarted):
             self.workers[event.worker_id] = Running(event.nodeid, event.started_at)
+            if self._first_start is None or event.started_at < self._first_start:
+                self._first_start = event.started_at
         elif isinstance(event, events.TestFinished):
             self._test_finished(event)
         elif isinstance(event, (events.WorkerCrashed, events.WorkerFinished)):
@@ -125,6 +132,7 @@ class RunProgress:
         self._finished.add(event.nodeid)
         self.done += 1
         self._work_left -= self._predicted(event.nodeid)
+        self._predicted_done += self._predicted(event.nodeid)
         self.outcomes[event.outcome] += 1
         predicted = self.predictions.get(event.nodeid)
         if predicted is not None and event.origin == "worker":
@@ -141,12 +149,20 @@ class RunProgress:
     def elapsed(self, now: float | None = None) -> float:
         return max(0.0, (self._clock() if now is None else now) - self.started)
 
-    def correction(self) -> float:
-        """Actual / predicted of the finished tests (1.0 until enough have finished)."""
-        if self._corrected < CORRECTION_AFTER or self._predicted_sum <= 0:
+    def correction(self, now: float | None = None) -> float:
+        """How the run does against its predictions (1.0 until enough tests finished):
+        the larger of actual / predicted test durations and workers' wall time since
+        the first test / predicted work done."""
+        if self._corrected < CORRECTION_AFTER:
+            return 1.0
+        ratios = [self._actual_sum / self._predicted_sum] if self._predicted_sum > 0 else []
+        if now is not None and self._first_start is not None and self._predicted_done > 0:
+            wall = max(0.0, now - self._first_start) * max(1, len(self.workers))
+            ratios.append(wall / self._predicted_done)
+        if not ratios:
             return 1.0
         low, high = CORRECTION_BOUNDS
-        return min(high, max(low, self._actual_sum / self._predicted_sum))
+        return min(high, max(low, max(ratios)))
 
     def _predicted(self, nodeid: str) -> float:
         return self.predictions.get(nodeid, self._typical)
@@ -171,7 +187,7 @@ class RunProgress:
                     predicted = self._predicted(run.nodeid)
                     work -= predicted - max(0.0, predicted - (now - run.since))
             active = max(1, len(self.workers))
-            return Estimate(max(0.0, work) * self.correction() / active, basis)
+            return Estimate(max(0.0, work) * self.correction(now) / active, basis)
         elapsed = self.elapsed(now)
         if self.done == 0 or elapsed <= 0:
             return Estimate(None, basis)

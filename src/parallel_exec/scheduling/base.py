@@ -92,6 +92,8 @@ class Scheduler(Protocol):
 
     #: The plan's predicted makespan in seconds (None: no plan).
     predicted_makespan: float | None
+    #: Each slot's planned tests, in order (empty: no plan).
+    plan: tuple[tuple[int, ...], ...]
 
     @property
     def done(self) -> bool:

@@ -49,6 +49,7 @@ class LoadScheduler:
     # ------------------------------------------------------------------ events
 
     predicted_makespan: float | None = None
+    plan: tuple[tuple[int, ...], ...] = ()
 
     def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]:
         self._pending.setdefault(worker, [])

@@ -148,6 +148,10 @@ class PlanScheduler:
         else:
             placed = lpt(units, self._planned, affinity, slack)
         self._slots = [Slot(deque(p)) for p in placed]
+        #: The plan as made: each slot's tests, in order (what the run expected).
+        self.plan: tuple[tuple[int, ...], ...] = tuple(
+            tuple(t for unit in p for t in unit.tests) for p in placed
+        )
         for worker, index in slot_of_worker.items():
             self._slots[index].worker = worker
         self.predicted_makespan: float | None = max((s.predicted for s in self._slots), default=0.0)

@@ -44,6 +44,17 @@ def make_writers(
         from .json_report import JsonWriter
 
         writers.append(JsonWriter(resolve(config, settings.report_json)))
+    if settings.report_timeline:
+        from ..timeline import TimelineWriter
+        from .json_report import JsonWriter
+
+        collector = JsonWriter(resolve(config, settings.report_timeline))
+
+        def document(event: events.RunEvent) -> dict[str, object] | None:
+            report = collector.collect(event)
+            return None if report is None else report.model_dump(mode="json", by_alias=True)
+
+        writers.append(TimelineWriter(resolve(config, settings.report_timeline), document))
     if settings.report_tap:
         from .tap import TapWriter
 

@@ -79,6 +79,7 @@ class EarlierAttempt(BaseModel):
     duration: float = Field(description="setup + call + teardown, seconds")
     longrepr: str = Field(description="failure text, capped (see longrepr_truncated)")
     longrepr_truncated: bool
+    started: float | None = Field(None, description="seconds after the run started")
 
 
 class Attempts(BaseModel):
@@ -111,6 +112,12 @@ class TestRecord(BaseModel):
     stderr: str = Field(description="captured standard error of all phases, capped")
     log: str = Field(description="captured log records of all phases, capped")
     truncated: list[CappedField] = Field(description="the capped texts that were cut")
+    started: float | None = Field(
+        None, description="when the final attempt began, seconds after the run started"
+    )
+    predicted: float | None = Field(
+        None, description="the timing history's mean duration, seconds (null: unknown)"
+    )
 
 
 class CollectionError(BaseModel):
@@ -137,6 +144,11 @@ class WorkerRecord(WorkerStats):
     crashed: bool
     exit_code: int | None = Field(description="exit code after a crash, if known")
     crashed_running: str | None = Field(description="nodeid it was running when it crashed")
+    started_at: float | None = Field(None, description="seconds after the run started")
+    ready_at: float | None = Field(
+        None, description="when its collection was accepted and it took work (null: never)"
+    )
+    ended_at: float | None = Field(None, description="when it ended (null: at the run's end)")
 
 
 class Summary(BaseModel):
@@ -212,6 +224,11 @@ class JsonReport(BaseModel):
     tests: list[TestRecord] = Field(description="in collection order")
     learning_outcome: LearningOutcome | None
     shard: ShardInfo | None = Field(None, description="set when the run was one shard")
+    plan: list[list[str]] | None = Field(
+        None,
+        description="the scheduler's plan: the tests planned on each worker slot, in order "
+        "(null: no plan, dist load)",
+    )
 
 
 def report_schema() -> dict[str, Any]:
@@ -261,6 +278,9 @@ class _Worker:
     crashed: bool = False
     exit_code: int | None = None
     crashed_running: str | None = None
+    ready: float | None = None
+    #: Its session ended normally (``ended`` is a crash).
+    finished: float | None = None
     tests_run: int = 0
     busy: float = 0.0
     restarts: int = 0
@@ -286,8 +306,19 @@ class JsonWriter:
         self._results = common.Results()
         self._workers: dict[str, _Worker] = {}
         self._shard: events.ShardSelected | None = None
+        #: When each test's attempts began (wall clock), the history's predictions and
+        #: the scheduler's plan.
+        self._starts: dict[str, list[float]] = {}
+        self._predictions: dict[str, float] = {}
+        self._plan: tuple[tuple[str, ...], ...] = ()
 
     def __call__(self, event: events.RunEvent) -> None:
+        report = self.collect(event)
+        if report is not None:
+            write_atomically(self.path, self.render(report))
+
+    def collect(self, event: events.RunEvent) -> JsonReport | None:
+        """Take one event; at the session's end, the report (None before)."""
         now = self._clock()
         self._results.note(event)
         if isinstance(event, events.RunStarted):
@@ -297,6 +328,15 @@ class JsonWriter:
             self._worker_started(event, now)
         elif isinstance(event, events.ShardSelected):
             self._shard = event
+        elif isinstance(event, events.TestStarted):
+            self._starts.setdefault(event.nodeid, []).append(event.started_at)
+        elif isinstance(event, events.WorkerReady):
+            self._worker(event.worker_id).ready = now
+        elif isinstance(event, events.WorkerFinished):
+            self._worker(event.worker_id).finished = now
+        elif isinstance(event, events.RunPlanned):
+            self._predictions = {k: v[0] for k, v in event.predictions.items()}
+            self._plan = event.plan
         elif isinstance(event, events.TestFinished):
             self._test_finished(event)
         elif isinstance(event, events.WorkerCrashed):
@@ -310,8 +350,8 @@ class JsonWriter:
         elif isinstance(event, events.SessionEnded):
             if self._end_clock is None:
                 self._end_clock = now
-            text = self.render(event, now)
-            write_atomically(self.path, text)
+            return self.report(event, now)
+        return None
 
     # ------------------------------------------------------------------ noting
 
@@ -343,9 +383,9 @@ class JsonWriter:
 
     # ------------------------------------------------------------------ rendering
 
-    def render(self, ended: events.SessionEnded, now: float) -> str:
+    @staticmethod
+    def render(report: JsonReport) -> str:
         """The file's text (UTF-8 JSON; every string encodable, see ``_encodable``)."""
-        report = self.report(ended, now)
         data = _encodable(report.model_dump(mode="json", by_alias=True))
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -404,6 +444,7 @@ class JsonWriter:
             tests=[self._test_record(t) for t in tests],
             learning_outcome=ended.outcome,
             shard=self._shard_info(),
+            plan=[list(lane) for lane in self._plan] if self._plan else None,
         )
 
     def _shard_info(self) -> ShardInfo | None:
@@ -433,7 +474,25 @@ class JsonWriter:
             crashed=worker.crashed,
             exit_code=worker.exit_code,
             crashed_running=worker.crashed_running,
+            started_at=self._since_start(worker.started),
+            ready_at=self._since_start(worker.ready),
+            ended_at=self._since_start(
+                worker.ended if worker.ended is not None else worker.finished
+            ),
         )
+
+    def _since_start(self, clock: float | None) -> float | None:
+        """A moment of this writer's clock, in seconds after the run started."""
+        return None if clock is None else _seconds(clock - self._run_clock)
+
+    def _started(self, nodeid: str, attempt: int) -> float | None:
+        """When attempt ``attempt`` of a test began (-1: the last), seconds after the
+        run started (None: not known)."""
+        starts = self._starts.get(nodeid, [])
+        try:
+            return _seconds(starts[attempt] - self._run_time)
+        except IndexError:
+            return None
 
     def _capped(self, text: str) -> tuple[str, bool]:
         return common.cap(text, self.text_cap), len(text) > self.text_cap
@@ -465,7 +524,7 @@ class JsonWriter:
             if r.when in ("setup", "call", "teardown")
         }
         earlier = []
-        for attempt in test.attempts:
+        for number, attempt in enumerate(test.attempts):
             text, cut = self._capped(common.longrepr_text(attempt.failing_report))
             earlier.append(
                 EarlierAttempt(
@@ -474,6 +533,7 @@ class JsonWriter:
                     duration=_seconds(attempt.duration),
                     longrepr=text,
                     longrepr_truncated=cut,
+                    started=self._started(test.nodeid, number),
                 )
             )
         return TestRecord(
@@ -493,6 +553,8 @@ class JsonWriter:
             stderr=capped["stderr"],
             log=capped["log"],
             truncated=truncated,
+            started=self._started(test.nodeid, -1) if test.origin != "not-run" else None,
+            predicted=self._predictions.get(test.nodeid),
         )
 
 
