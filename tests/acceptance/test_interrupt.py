@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -45,9 +46,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def progress_shown(output: Path) -> bool:
-    """True once the terminal shows a passed test (a ``.`` after the file name)."""
+    """True once the terminal shows a passed test: a line of outcome characters after
+    ``collected`` (results of a parallel run are one stream, without file names)."""
     text = output.read_text(errors="replace")
-    return "test_slow_suite.py ." in text or "test_slow_suite.py::" in text
+    _, collected, rest = text.partition("collected ")
+    return bool(collected) and re.search(r"^\.+", rest.split("\n", 1)[-1], re.M) is not None
 
 
 def still_running(pid: int) -> bool:

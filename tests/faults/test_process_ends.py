@@ -143,3 +143,56 @@ def test_fork_server_killed_mid_run_loses_nothing(runner: PluginRunner) -> None:
     assert "the fork server ended during the run" in run.output
     assert "worker crashed" not in run.output
     assert_no_process_left(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_results_not_yet_sent_when_the_next_test_crashes_are_kept(
+    runner: PluginRunner, start: str
+) -> None:
+    """A worker sends results in batches; the next test crashing it at once must not
+    take the finished tests' results with it (they would run again elsewhere, here
+    with another outcome: each test counts its runs in a file)."""
+    runner.pytester.makepyfile(
+        test_suite="""
+        import os, pathlib, pytest
+
+        def ran(name):
+            path = pathlib.Path(os.environ["RUNS_DIR"]) / name
+            count = int(path.read_text()) + 1 if path.exists() else 1
+            path.write_text(str(count))
+            return count
+
+        @pytest.mark.parametrize("n", range(40))
+        def test_before(n):
+            pass
+
+        def test_first():
+            assert ran("first") > 1, "fails on its first run only"
+
+        def test_second():
+            assert ran("second") > 1, "fails on its first run only"
+
+        def test_crashes():
+            os._exit(3)
+
+        @pytest.mark.parametrize("n", range(40))
+        def test_after(n):
+            pass
+        """
+    )
+    runs = runner.pytester.path / "runs"
+    runs.mkdir()
+    run = run_fault(
+        runner, "-p", "no:randomly", "--start-method", start, workers=1, env={"RUNS_DIR": str(runs)}
+    )
+    failing = [f"test_suite.py::{name}" for name in ("test_first", "test_second", "test_crashes")]
+    ids = [f"test_suite.py::test_before[{n}]" for n in range(40)] + failing
+    ids += [f"test_suite.py::test_after[{n}]" for n in range(40)]
+    assert_accounted(run, ids)
+    outcomes = dict(run.results())
+    assert {n: outcomes[n] for n in failing} == dict.fromkeys(failing, "failed"), run.output
+    assert set(outcomes.values()) == {"passed", "failed"}, run.output
+    assert (runs / "first").read_text() == "1", "test_first ran again"
+    assert (runs / "second").read_text() == "1", "test_second ran again"
+    assert "worker gw0 crashed while running test_suite.py::test_crashes" in run.output

@@ -633,22 +633,7 @@ class Dispatcher:
         now = time.monotonic()
         # Finished tests (and retries) first: the scheduler must know what a worker still
         # holds before it decides what the worker's request for more work gets.
-        finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]] = []
-        leaked = [(r.nodeid, pid, cmd) for r in message.tests for pid, cmd in r.leaked]
-        for record in message.tests:
-            index = self.index_of[record.nodeid]
-            self._test_started(worker_id, index, record.started_at)
-            if record.partial:  # the rest follows, or the worker's end (see _worker_lost)
-                self.crashes.partial(index, record)
-                continue
-            self.crashes.finished(index)
-            self._apply(scheduler.test_finished(worker_id, index, now))
-            if index in self.reported:
-                continue
-            reports = tuple(deserialize(self.config, data) for data in record.reports)
-            if self._retried(worker_id, index, reports):
-                continue
-            finished.append((index, record, reports))
+        finished = self._take_finished(worker_id, message.tests, now)
         # What it runs now: a test is timed from here (never from its assignment: a
         # worker may hold it, unable to start it), and an idle straggler is answered.
         running = self.index_of.get(message.running) if message.running is not None else None
@@ -658,6 +643,39 @@ class Dispatcher:
             self._apply(scheduler.worker_idle(worker_id, now))
         if message.want_more and self.status.takes_work:
             self._apply(scheduler.work_requested(worker_id, now))
+        self._publish_finished(worker_id, finished)
+        if running is not None and running not in self.reported:
+            self._test_started(worker_id, running, message.running_since)
+        self._publish_leaks(worker_id, message.tests)
+        if message.retiring:
+            self._retire(worker_id, message.retiring)
+
+    def _take_finished(
+        self, worker_id: str, records: tuple[protocol.TestRecord, ...], now: float
+    ) -> list[tuple[int, protocol.TestRecord, tuple[Any, ...]]]:
+        """The scheduler learns the tests finished; those to publish (not retried, not
+        published before) are returned, with their reports."""
+        assert self.scheduler is not None
+        finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]] = []
+        for record in records:
+            index = self.index_of[record.nodeid]
+            self._test_started(worker_id, index, record.started_at)
+            if record.partial:  # the rest follows, or the worker's end (see _worker_lost)
+                self.crashes.partial(index, record)
+                continue
+            self.crashes.finished(index)
+            self._apply(self.scheduler.test_finished(worker_id, index, now))
+            if index in self.reported:
+                continue
+            reports = tuple(deserialize(self.config, data) for data in record.reports)
+            if self._retried(worker_id, index, reports):
+                continue
+            finished.append((index, record, reports))
+        return finished
+
+    def _publish_finished(
+        self, worker_id: str, finished: list[tuple[int, protocol.TestRecord, tuple[Any, ...]]]
+    ) -> None:
         for index, record, reports in finished:
             self._publish_test(
                 worker_id,
@@ -666,12 +684,31 @@ class Dispatcher:
                 tuple(rebuild_warning(w) for w in record.warnings),
                 record.location,
             )
-        if running is not None and running not in self.reported:
-            self._test_started(worker_id, running, message.running_since)
-        for nodeid, pid, command in leaked:
-            self.stream.publish(events.ProcessLeaked(worker_id, nodeid, pid, command))
-        if message.retiring:
-            self._retire(worker_id, message.retiring)
+
+    def _publish_leaks(self, worker_id: str, records: tuple[protocol.TestRecord, ...]) -> None:
+        for record in records:
+            for pid, command in record.leaked:
+                self.stream.publish(events.ProcessLeaked(worker_id, record.nodeid, pid, command))
+
+    def _recover_unsent(self, worker_id: str, payloads: tuple[bytes, ...]) -> None:
+        """The tests a worker finished and had not sent when it died, from its results
+        journal: reported as they ran (not run again elsewhere)."""
+        records: list[protocol.TestRecord] = []
+        for payload in payloads:
+            try:
+                message, unresolved = protocol.decode_tolerant(payload)
+            except Exception:
+                continue  # cut short as it died: the test is attributed as usual
+            if isinstance(message, protocol.Progress):
+                if unresolved:
+                    self._warn_unresolved(worker_id, unresolved)
+                records.extend(r for r in message.tests if r.nodeid in self.index_of)
+        if records and self.scheduler is not None:
+            unsent = tuple(records)
+            self._publish_finished(
+                worker_id, self._take_finished(worker_id, unsent, time.monotonic())
+            )
+            self._publish_leaks(worker_id, unsent)
 
     def _test_started(self, worker_id: str, index: int, started_at: float) -> None:
         if index not in self.started:
@@ -732,6 +769,7 @@ class Dispatcher:
         self.launcher.settled(worker_id, self._work_left)
         self.running.discard(worker_id)
         evidence = self.pool.crash_evidence(worker_id)
+        self._recover_unsent(worker_id, evidence.finished)
         detail = self.crashes.detail(worker_id, evidence, self.errors.get(worker_id, ""))
         crashed: int | None = None
         in_teardown = rerun = False

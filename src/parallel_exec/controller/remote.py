@@ -307,6 +307,7 @@ class RemoteTransport:
                 stderr_since_test=found.stderr_since_test,
                 stderr=found.stderr,
                 started=found.progress.started,
+                finished=found.finished,
             )
         return CrashEvidence(
             exit_code=seen.exit_code,

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import processes
-from ..wire.progress import ProgressEntry, ProgressFile, read_excerpt
+from ..wire.progress import (
+    ProgressEntry,
+    ProgressFile,
+    ResultJournal,
+    journal_path,
+    read_excerpt,
+)
 from ..wire.remote import bootstrap_source
 from .forkserver import ForkServer
 
@@ -61,6 +67,9 @@ class CrashEvidence:
     stderr: str
     #: When that test began (``time.time()``; 0: unknown).
     started: float = 0.0
+    #: Tests it had finished but not sent (``ResultJournal``): encoded ``Progress``
+    #: messages, one test each.
+    finished: tuple[bytes, ...] = ()
 
 
 def exit_status(process: WorkerProcess | None, timeout: float) -> int | None:
@@ -163,6 +172,7 @@ class LocalTransport:
             stderr_since_test=read_excerpt(worker.files_base + ".err", entry.stderr_at),
             stderr=self.stderr(worker),
             started=entry.started,
+            finished=ResultJournal.read(journal_path(worker.files_base + ".progress")),
         )
 
     def release(self, worker: Worker) -> None:

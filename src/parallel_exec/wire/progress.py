@@ -1,5 +1,6 @@
 """The files a worker leaves as crash evidence, which do not depend on the worker:
-the progress file, and the stdout/stderr files (``read_excerpt``).
+the progress file, the results journal (``ResultJournal``) and the stdout/stderr files
+(``read_excerpt``).
 
 The progress file:
 
@@ -97,3 +98,51 @@ def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -
     except OSError:
         return ""
     return excerpt(data, limit)
+
+
+class ResultJournal:
+    """The finished tests a worker has not sent yet, on disk.
+
+    A worker sends results in batches (at most ``FLUSH_INTERVAL`` late): a test that
+    finished just before the next one crashed its worker would be lost with the batch,
+    and run again elsewhere, with perhaps another outcome.  So each finished test's
+    record is also appended here (one ``write``, length-prefixed; the kernel keeps it
+    when the process dies) and the journal is emptied once a batch is sent; after a
+    crash the controller reads what is left and reports those tests as they ran.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self._empty = True
+
+    def append(self, payload: bytes) -> None:
+        os.write(self._fd, len(payload).to_bytes(4, "little") + payload)
+        self._empty = False
+
+    def clear(self) -> None:
+        """What it held has been sent."""
+        if not self._empty:
+            os.ftruncate(self._fd, 0)
+            self._empty = True
+
+    @staticmethod
+    def read(path: str) -> tuple[bytes, ...]:
+        """The complete records in the journal (a record cut short is left out)."""
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return ()
+        records, position = [], 0
+        while position + 4 <= len(data):
+            size = int.from_bytes(data[position : position + 4], "little")
+            if position + 4 + size > len(data):
+                break
+            records.append(data[position + 4 : position + 4 + size])
+            position += 4 + size
+        return tuple(records)
+
+
+def journal_path(progress_path: str) -> str:
+    """The results journal beside a worker's progress file."""
+    return progress_path.rsplit(".", 1)[0] + ".results"

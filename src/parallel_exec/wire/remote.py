@@ -153,6 +153,8 @@ class Evidence:
     progress: ProgressEntry
     stderr_since_test: str
     stderr: str
+    #: Tests it finished but had not sent (its results journal).
+    finished: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

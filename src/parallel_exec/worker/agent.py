@@ -36,7 +36,14 @@ import execnet
 from .. import processes
 from .._version import __version__
 from ..wire import protocol, remote
-from ..wire.progress import NOTHING, ProgressEntry, ProgressFile, excerpt
+from ..wire.progress import (
+    NOTHING,
+    ProgressEntry,
+    ProgressFile,
+    ResultJournal,
+    excerpt,
+    journal_path,
+)
 
 #: How often the agent looks at its workers' files.
 WATCH_SECONDS = 0.05
@@ -148,6 +155,7 @@ class Agent:
                 entry,
                 stderr_since_test=excerpt(data[entry.stderr_at :]),
                 stderr=excerpt(data),
+                finished=ResultJournal.read(journal_path(worker.files_base + ".progress")),
             )
         )
 

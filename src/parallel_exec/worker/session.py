@@ -24,7 +24,7 @@ import pytest
 
 from .._pytest_compat import install_worker_logxml, take_worker_logxml, terminal_to
 from ..wire import environment, protocol
-from ..wire.progress import IDLE, ProgressFile
+from ..wire.progress import IDLE, ProgressFile, ResultJournal, journal_path
 from ..wire.reports import serialize
 from .collection import SplitCollection
 from .limits import FailOnLeak, LeakWatch, Retirement, marker_limit
@@ -107,6 +107,7 @@ class WorkerSession:
         self.stop_requested = threading.Event()
         self.stderr_fd = stderr_fd
         self.progress = ProgressFile(setup.progress_path, stderr_fd)
+        self.journal = ResultJournal(journal_path(setup.progress_path))
         self.collection = SplitCollection(config, setup.share, setup.import_all)
         config.pluginmanager.register(self.collection, "parallel_exec_collection")
         self._queue: deque[pytest.Item] = deque()
@@ -229,8 +230,21 @@ class WorkerSession:
         self._batch_warnings.clear()
         self._last_flush = time.monotonic()
         self.channel.send(payload)
+        self.journal.clear()  # in the channel: it reaches the controller if we die now
         self._told_running = running is not None
         self._said_retiring = bool(self.retiring)
+
+    def _journal(self, record: protocol.TestRecord) -> None:
+        """Keep the finished test on disk until its batch is sent (``ResultJournal``)."""
+        message = protocol.Progress(worker_id=self.worker_id, tests=(record,))
+        try:
+            try:
+                payload = protocol.encode(message)
+            except Exception:
+                payload = protocol.encode(self._picklable(message))
+            self.journal.append(payload)
+        except Exception:  # the batch still carries it; only a crash would lose it
+            pass
 
     def _flush_while_running(self) -> None:
         """Runs on a thread of its own: what finished must not wait in the batch while
@@ -456,6 +470,7 @@ class WorkerSession:
             with self._lock:
                 self._running = None
                 self._batch.append(record)
+                self._journal(record)
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -500,6 +515,7 @@ class WorkerSession:
             )
             with self._lock:
                 self._batch.append(partial)
+                self._journal(partial)
                 self._flush(False, item)  # still running: its teardown
 
     @pytest.hookimpl(trylast=True)
