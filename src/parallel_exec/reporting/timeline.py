@@ -8,7 +8,8 @@ and collection as a segment, the scheduler's plan as predicted bars, and the run
 figures.  ``render_html`` puts that data and a small canvas drawing script into one
 file (no network: styles and script inline), usable for 50,000 tests.
 
-``--report-timeline PATH`` writes it at the end of a run (``TimelineWriter``);
+``--report-timeline PATH`` writes it at the end of a run (from the JSON report writer's
+record, ``writers/json_report.py``);
 ``parallel-exec timeline REPORT.json -o PATH`` draws it later from a JSON report.
 """
 
@@ -18,13 +19,12 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..files import write_atomically
-from . import events
 
 #: Bar flags (a bit mask).
 RETRIED = 1  # an earlier attempt, run again
@@ -228,18 +228,3 @@ def render_html(report: Mapping[str, Any]) -> str:
 
 def write_timeline(path: Path, report: Mapping[str, Any]) -> None:
     write_atomically(path, render_html(report))
-
-
-class TimelineWriter:
-    """Consumer: the run's timeline, written when the session ends, from the same
-    record the JSON report is made of (``report`` builds it)."""
-
-    def __init__(self, path: Path, report: Callable[[events.RunEvent], Any]) -> None:
-        self.description = f"timeline ({path})"
-        self.path = path
-        self._report = report
-
-    def __call__(self, event: events.RunEvent) -> None:
-        document = self._report(event)
-        if document is not None:
-            write_timeline(self.path, document)

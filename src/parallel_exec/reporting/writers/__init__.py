@@ -10,6 +10,7 @@ stream to standard output as tests finish.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,21 +41,19 @@ def make_writers(
                 suite_name=suite_name,
             )
         )
-    if settings.report_json:
+    if settings.report_json or settings.report_timeline:
+        # The timeline is drawn from the JSON report's record of the run: one record,
+        # so that the two files say the same.
         from .json_report import JsonWriter
 
-        writers.append(JsonWriter(resolve(config, settings.report_json)))
-    if settings.report_timeline:
-        from ..timeline import TimelineWriter
-        from .json_report import JsonWriter
+        then = []
+        if settings.report_timeline:
+            from ..timeline import write_timeline
 
-        collector = JsonWriter(resolve(config, settings.report_timeline))
-
-        def document(event: events.RunEvent) -> dict[str, object] | None:
-            report = collector.collect(event)
-            return None if report is None else report.model_dump(mode="json", by_alias=True)
-
-        writers.append(TimelineWriter(resolve(config, settings.report_timeline), document))
+            timeline = resolve(config, settings.report_timeline)
+            then.append((f"timeline ({timeline})", partial(write_timeline, timeline)))
+        json_path = resolve(config, settings.report_json) if settings.report_json else None
+        writers.append(JsonWriter(json_path, then=then))
     if settings.report_tap:
         from .tap import TapWriter
 

@@ -18,7 +18,7 @@ import platform
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -291,13 +291,18 @@ class JsonWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         text_cap: int = TEXT_CAP,
         clock: Callable[[], float] = time.monotonic,
+        then: Sequence[tuple[str, Callable[[dict[str, Any]], None]]] = (),
     ) -> None:
-        self.description = f"JSON report ({path})"
-        self.path = Path(path)
+        """``path``: the JSON file (None: none); ``then``: what else is made of the same
+        report (the timeline), each ``(what, function of the report's document)``."""
+        made = ([f"JSON report ({path})"] if path is not None else []) + [w for w, _ in then]
+        self.description = " and ".join(made)
+        self.path = Path(path) if path is not None else None
+        self._then = list(then)
         self.text_cap = text_cap
         self._clock = clock
         self._run_clock = clock()
@@ -314,8 +319,14 @@ class JsonWriter:
 
     def __call__(self, event: events.RunEvent) -> None:
         report = self.collect(event)
-        if report is not None:
+        if report is None:
+            return
+        if self.path is not None:
             write_atomically(self.path, self.render(report))
+        if self._then:
+            document = report.model_dump(mode="json", by_alias=True)
+            for _, make in self._then:
+                make(document)
 
     def collect(self, event: events.RunEvent) -> JsonReport | None:
         """Take one event; at the session's end, the report (None before)."""
