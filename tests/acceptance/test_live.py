@@ -154,9 +154,16 @@ def test_progress_lines_in_a_log_when_asked(runner: PluginRunner) -> None:
     assert not any(" done, " in line for line in quiet.outlines)
 
 
-def test_the_live_status_is_off_with_no_live_and_with_dumb_terminals(runner: PluginRunner) -> None:
+def test_the_live_status_is_off_when_asked_and_with_dumb_terminals(runner: PluginRunner) -> None:
     runner.pytester.makepyfile(test_live=SUITE.replace("2.5", "1.5"))
-    for extra, env in ((["--no-live"], {}), ([], {"TERM": "dumb"})):
+    ini = runner.pytester.path / "off.ini"
+    ini.write_text("[pytest]\nparallel_exec_live = false\n")
+    cases: tuple[tuple[list[str], dict[str, str]], ...] = (
+        (["--no-live"], {}),
+        ([], {"TERM": "dumb"}),
+        (["-c", str(ini), "--rootdir", str(runner.pytester.path)], {}),
+    )
+    for extra, env in cases:
         command = runner.command("-p", "no:randomly", *extra, workers=2)
         if env:
             command = ["env", *(f"{k}={v}" for k, v in env.items()), *command]

@@ -401,3 +401,50 @@ def test_malformed_specs_are_usage_errors(runner: PluginRunner, spec: str, says:
     assert "--tx" in text, text
     assert says in text, text
     runner.assert_no_traceback(result)
+
+
+def test_a_remote_workers_crash_and_timeout_carry_their_evidence(
+    runner: PluginRunner, servers: list[SocketServer]
+) -> None:
+    """Every worker remote: a crash reports its exit code and what it wrote to stderr,
+    a timeout the stacks the worker dumped there: all of it sent by the machine's agent."""
+    runner.pytester.makepyfile(
+        test_faults="""
+        import os, sys, time
+
+        def test_passes():
+            pass
+
+        def test_crashes():
+            sys.stderr.write("last words from far away\\n")
+            sys.stderr.flush()
+            os._exit(3)
+
+        def test_hangs():
+            time.sleep(60)
+        """
+    )
+    server = start_server(servers, runner.pytester)
+    result = runner.run(
+        "--tx",
+        server.spec(2, runner.pytester.path),
+        "--test-timeout",
+        "2",
+        "--timeout-grace",
+        "1",
+        "-p",
+        "no:randomly",
+        workers=0,
+    )
+    text = runner.output(result)
+    assert result.ret == 1, text
+    result.assert_outcomes(passed=1, failed=2)
+    place = f"it ran on socket=127.0.0.1:{server.port}"
+    assert re.search(
+        r"worker gw\d crashed while running test_faults.py::test_crashes \(exit code 3\)", text
+    ), text
+    assert place in text, text
+    assert "last words from far away" in text, text
+    assert "Timeout: exceeded 2.0 s" in text, text
+    assert re.search(r'File ".*test_faults.py", line \d+ in test_hangs', text), text
+    runner.assert_no_traceback(result)
