@@ -134,3 +134,20 @@ def test_chromium_draws_the_lanes_and_the_figures(runner: PluginRunner) -> None:
     assert int(attributes["data-drawn-ms"]) < 2000
     for figure in ("speedup", "efficiency", "lower bound", "reward"):
         assert f"<span>{figure}</span>" in dom
+
+
+def test_an_in_process_run_draws_one_lane(runner: PluginRunner) -> None:
+    runner.pytester.makepyfile(test_small="def test_a(): pass\ndef test_b(): assert 0\n")
+    page = runner.pytester.path / "serial.html"
+    result = runner.run(f"--report-timeline={page}")  # no -n: the tests run in this process
+    assert result.ret == 1, runner.output(result)
+    found = re.search(
+        r'<script id="data" type="application/json">(.*?)</script>', page.read_text(), re.S
+    )
+    assert found is not None
+    data = json.loads(found.group(1))
+    assert data["lanes"] == ["master"]
+    assert sorted((data["ids"][b[5]], b[3]) for b in data["bars"]) == [
+        ("test_small.py::test_a", "p"),
+        ("test_small.py::test_b", "f"),
+    ]

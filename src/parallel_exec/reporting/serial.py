@@ -8,6 +8,7 @@ still apply there: this plugin turns pytest's own hooks into the run-event strea
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -58,6 +59,7 @@ class SerialEvents:
     @pytest.hookimpl
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self._reports[nodeid] = []
+        self.stream.publish(events.TestStarted(IN_PROCESS, nodeid, time.time()))
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
