@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 _PROC = "/proc"
 LINUX = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
@@ -237,6 +238,34 @@ def _group_of(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+class Process(Protocol):
+    """A worker's process, as ``subprocess.Popen`` gives it."""
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+
+def kill_worker(process: Process | None, pid: int | None) -> None:
+    """The one way a worker is killed: the process, then every process left in its
+    group (what its tests started; a worker leads a group of its own)."""
+    if process is not None and process.poll() is None:
+        with contextlib.suppress(OSError):
+            process.kill()
+    if pid:
+        kill_group(pid, signal.SIGKILL)
+
+
+def signal_worker(process: Process | None, pid: int | None, signum: int, group: bool) -> None:
+    """A signal to a live worker (its stacks), or to its whole group (SIGTERM)."""
+    if not pid or process is None or process.poll() is not None:
+        return
+    if group:
+        kill_group(pid, signum)
+    else:
+        kill([pid], signum)
 
 
 def kill_group(pgid: int, signum: int) -> None:

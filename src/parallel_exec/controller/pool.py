@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import execnet
 
 from ..wire import protocol
-from ..wire.progress import NOTHING, ProgressEntry
+from ..wire.progress import NOTHING, ProgressEntry, read_from
 from . import forkserver
 from .transports import (
     CrashEvidence,
@@ -384,13 +384,7 @@ class WorkerPool:
             if handle.transport is not None and not handle.transport.local:
                 continue  # its agent sends what it writes
             for suffix in self._tail_suffixes:
-                path = handle.files_base + suffix
-                try:
-                    with open(path, "rb") as fh:
-                        fh.seek(handle.offsets[suffix])
-                        data = fh.read()
-                except OSError:
-                    continue
+                data = read_from(handle.files_base + suffix, handle.offsets[suffix])
                 if not data:
                     continue
                 handle.offsets[suffix] += len(data)

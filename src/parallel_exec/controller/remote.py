@@ -60,7 +60,7 @@ class Seen:
         if len(self.stderr) > STDERR_KEPT_BYTES:
             cut = len(self.stderr) - STDERR_KEPT_BYTES // 2
             head = STDERR_KEPT_BYTES // 8
-            del self.stderr[head : head + cut - head]
+            del self.stderr[head:cut]
             self.dropped += cut - head
 
     def stderr_since(self, offset: int) -> bytes:
@@ -272,7 +272,7 @@ class RemoteTransport:
         )
 
     def close(self, timeout: float) -> None:
-        self.host.close(timeout)
+        """Nothing of its own: the pool closes the machine's connection (it owns it)."""
 
     def running(self, worker: Worker) -> ProgressEntry:
         return self.host.worker(worker.worker_id).progress

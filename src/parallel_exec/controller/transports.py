@@ -12,20 +12,13 @@ the run directory; the remote one gets the same data from its agent.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import processes
-from ..wire.progress import (
-    ProgressEntry,
-    ProgressFile,
-    ResultJournal,
-    journal_path,
-    read_excerpt,
-)
+from ..wire.progress import ProgressEntry, ProgressFile, left_behind, read_excerpt
 from ..wire.remote import bootstrap_source
 from .forkserver import ForkServer
 
@@ -134,23 +127,10 @@ class LocalTransport:
         return ProgressFile.read_full(worker.files_base + ".progress")
 
     def kill(self, worker: Worker) -> None:
-        """The one way a worker is killed: the process, then every process left in its
-        group (what its tests started; the worker leads a group of its own)."""
-        process = worker.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(OSError):
-                process.kill()
-        if worker.pid:
-            processes.kill_group(worker.pid, signal.SIGKILL)
+        processes.kill_worker(worker.process, worker.pid)
 
     def signal(self, worker: Worker, signum: int, group: bool) -> None:
-        """A signal to a live worker (its stacks), or to its whole group (SIGTERM)."""
-        if not worker.pid or worker.process is None or worker.process.poll() is not None:
-            return
-        if group:
-            processes.kill_group(worker.pid, signum)
-        else:
-            processes.kill([worker.pid], signum)
+        processes.signal_worker(worker.process, worker.pid, signum, group)
 
     def memory(self, worker: Worker) -> int:
         """Resident memory of a worker and of the processes it started, in bytes."""
@@ -161,18 +141,18 @@ class LocalTransport:
 
     def evidence(self, worker: Worker, wait: float) -> CrashEvidence:
         exit_code = exit_status(worker.process, wait)
-        entry = self.running(worker)
+        files = left_behind(worker.files_base)
         unseen = exit_code is None and getattr(worker.process, "ended_unseen", False)
         return CrashEvidence(
             exit_code=exit_code,
             note="its exit status is unknown: the fork server that started it had ended"
             if unseen
             else "",
-            running=entry.test,
-            stderr_since_test=read_excerpt(worker.files_base + ".err", entry.stderr_at),
-            stderr=self.stderr(worker),
-            started=entry.started,
-            finished=ResultJournal.read(journal_path(worker.files_base + ".progress")),
+            running=files.progress.test,
+            stderr_since_test=files.stderr_since_test,
+            stderr=files.stderr,
+            started=files.progress.started,
+            finished=files.finished,
         )
 
     def release(self, worker: Worker) -> None:

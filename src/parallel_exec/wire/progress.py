@@ -89,15 +89,42 @@ def excerpt(data: bytes, limit: int = STDERR_EXCERPT_BYTES) -> str:
     return data.decode("utf-8", "replace")
 
 
-def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
-    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
+def read_from(path: str, start: int = 0) -> bytes:
+    """The bytes of ``path`` from ``start`` (none when it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(start)
-            data = fh.read()
+            return fh.read()
     except OSError:
-        return ""
-    return excerpt(data, limit)
+        return b""
+
+
+def read_excerpt(path: str, start: int = 0, limit: int = STDERR_EXCERPT_BYTES) -> str:
+    """The text of ``path`` from ``start``; when longer than ``limit``, its head and tail."""
+    return excerpt(read_from(path, start), limit)
+
+
+class LeftBehind(NamedTuple):
+    """What a worker's files say once it has ended (read where it ran)."""
+
+    progress: ProgressEntry
+    #: What it wrote to stderr since its test began, and altogether (excerpts).
+    stderr_since_test: str
+    stderr: str
+    #: Tests it finished and had not sent (``ResultJournal``).
+    finished: tuple[bytes, ...]
+
+
+def left_behind(files_base: str) -> LeftBehind:
+    """The evidence in a worker's files: its progress entry, stderr, results journal."""
+    entry = ProgressFile.read_full(files_base + ".progress")
+    data = read_from(files_base + ".err")
+    return LeftBehind(
+        entry,
+        excerpt(data[entry.stderr_at :]),
+        excerpt(data),
+        ResultJournal.read(journal_path(files_base + ".progress")),
+    )
 
 
 class ResultJournal:
@@ -128,11 +155,7 @@ class ResultJournal:
     @staticmethod
     def read(path: str) -> tuple[bytes, ...]:
         """The complete records in the journal (a record cut short is left out)."""
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return ()
+        data = read_from(path)
         records, position = [], 0
         while position + 4 <= len(data):
             size = int.from_bytes(data[position : position + 4], "little")

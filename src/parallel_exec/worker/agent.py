@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -36,14 +35,7 @@ import execnet
 from .. import processes
 from .._version import __version__
 from ..wire import protocol, remote
-from ..wire.progress import (
-    NOTHING,
-    ProgressEntry,
-    ProgressFile,
-    ResultJournal,
-    excerpt,
-    journal_path,
-)
+from ..wire.progress import NOTHING, ProgressEntry, ProgressFile, left_behind, read_from
 
 #: How often the agent looks at its workers' files.
 WATCH_SECONDS = 0.05
@@ -121,63 +113,42 @@ class Agent:
                 self.send(remote.Evidence(request.worker_id, None, NOTHING, "", ""))
             return
         if isinstance(request, remote.SignalWorker):
-            if worker.pid and worker.popen.poll() is None:
-                if request.group:
-                    processes.kill_group(worker.pid, request.signum)
-                else:
-                    processes.kill([worker.pid], request.signum)
+            processes.signal_worker(worker.popen, worker.pid, request.signum, request.group)
         elif isinstance(request, remote.KillWorker):
-            self.kill(worker)
+            processes.kill_worker(worker.popen, worker.pid)
         elif isinstance(request, remote.ReleaseWorker):
             with contextlib.suppress(Exception):
                 worker.gateway.exit()
         elif isinstance(request, remote.GatherEvidence):
             threading.Thread(target=self.gather, args=(worker, request.wait), daemon=True).start()
 
-    def kill(self, worker: RemoteWorker) -> None:
-        if worker.popen is not None and worker.popen.poll() is None:
-            with contextlib.suppress(OSError):
-                worker.popen.kill()
-        if worker.pid:
-            processes.kill_group(worker.pid, signal.SIGKILL)
-
     def gather(self, worker: RemoteWorker, wait: float) -> None:
         exit_code = None
         if worker.popen is not None:
             with contextlib.suppress(Exception):
                 exit_code = worker.popen.wait(timeout=wait)
-        entry = ProgressFile.read_full(worker.files_base + ".progress")
-        data = self.read(worker, ".err", 0)
+        files = left_behind(worker.files_base)
         self.send(
             remote.Evidence(
                 worker.worker_id,
                 exit_code,
-                entry,
-                stderr_since_test=excerpt(data[entry.stderr_at :]),
-                stderr=excerpt(data),
-                finished=ResultJournal.read(journal_path(worker.files_base + ".progress")),
+                files.progress,
+                stderr_since_test=files.stderr_since_test,
+                stderr=files.stderr,
+                finished=files.finished,
             )
         )
 
     def close(self) -> None:
         """End every worker started here, and what their tests left, then the files."""
         for worker in list(self.workers.values()):
-            self.kill(worker)
+            processes.kill_worker(worker.popen, worker.pid)
         with contextlib.suppress(Exception):
             self.group.terminate(timeout=1.0)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.ended.set()
 
     # ------------------------------------------------------------ the files
-
-    @staticmethod
-    def read(worker: RemoteWorker, suffix: str, start: int) -> bytes:
-        try:
-            with open(worker.files_base + suffix, "rb") as fh:
-                fh.seek(start)
-                return fh.read()
-        except OSError:
-            return b""
 
     def watch(self) -> None:
         """Send what changed in each worker's files, until the controller goes."""
@@ -190,8 +161,9 @@ class Agent:
         exit_code = worker.popen.poll() if worker.popen is not None else None
         ended = exit_code is not None
         entry = ProgressFile.read_full(worker.files_base + ".progress")
-        out = self.read(worker, ".out", worker.offsets[".out"]) if self.settings.stdout else b""
-        err = self.read(worker, ".err", worker.offsets[".err"])
+        base = worker.files_base
+        out = read_from(base + ".out", worker.offsets[".out"]) if self.settings.stdout else b""
+        err = read_from(base + ".err", worker.offsets[".err"])
         worker.offsets[".out"] += len(out)
         worker.offsets[".err"] += len(err)
         rss = 0
