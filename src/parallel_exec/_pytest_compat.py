@@ -131,12 +131,6 @@ def set_terminal_file(config: pytest.Config, file: Any) -> None:
         writer._file = file
 
 
-def terminal_width(config: pytest.Config) -> int:
-    """The terminal's width as pytest's writer sees it (80 when unknown)."""
-    writer = getattr(_reporter(config), "_tw", None)
-    return int(getattr(writer, "fullwidth", 80) or 80)
-
-
 def end_current_line(config: pytest.Config) -> None:
     """End the terminal's current line if it has text (progress dots), so that a line
     of ours starts on a new one.  ``TerminalReporter._tw`` and

@@ -234,27 +234,21 @@ def _in_process_shard(
     config: pytest.Config, settings: Settings, publish: Callable[[Any], None] | None
 ) -> None:
     """``--shard`` without workers: the same plan, from the same history."""
-    from .history.recording import open_history
-    from .history.store import TestTiming
+    from .history.recording import open_timings
     from .sharding import InProcessShard
 
     assert settings.shard is not None
-    timings: dict[str, TestTiming] = {}
-    store = None if settings.no_history else open_history(config, settings.history)
+    store, timings = open_timings(config, settings)  # a damaged history: planned without
     if store is not None:
-        try:
-            timings = store.timings()
-        except Exception as exc:  # a damaged history degrades: planned without it
-            from .errors import ParallelExecWarning
-
-            config.issue_config_time_warning(
-                ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"), 2
-            )
-        finally:
-            store.close()
-    strategy = settings.dist if settings.dist != "auto" else ("time" if timings else "load")
+        store.close()
     config.pluginmanager.register(
-        InProcessShard(settings.shard, settings.shard_run_id, strategy, timings, publish),
+        InProcessShard(
+            settings.shard,
+            settings.shard_run_id,
+            settings.strategy(known=bool(timings)),
+            timings,
+            publish,
+        ),
         "parallel_exec_shard",
     )
 

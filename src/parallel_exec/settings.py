@@ -789,6 +789,13 @@ class Settings:
     live: bool = True
     progress_every: float | None = None
 
+    def strategy(self, known: bool) -> str:
+        """The distribution strategy: ``--dist auto`` is ``time`` when the history
+        ``known`` tests, else ``load``."""
+        if self.dist != "auto":
+            return self.dist
+        return "time" if known else "load"
+
     @property
     def remote_workers(self) -> int:
         return sum(spec.count for spec in self.tx if spec.remote)

@@ -15,9 +15,8 @@ import pytest
 
 from .. import _pytest_compat
 from ..cpus import usable_cpus
-from ..errors import HistoryError, ParallelExecWarning
-from ..history.recording import OutcomeRecorder, open_history, warn_consumer_failure
-from ..history.store import HistoryStore, TestTiming
+from ..history.recording import OutcomeRecorder, open_timings, warn_consumer_failure
+from ..history.store import TestTiming
 from ..plugin import rerunfailures_active
 from ..reporting import events
 from ..reporting.junit_order import JunitOrder
@@ -124,23 +123,8 @@ class ControllerPlugin:
         #: Handed to the run's pool, which then owns it; shut down here if no run took it.
         self.fork_server = fork_server
         self.run_id = uuid.uuid4().hex
-        self.store: HistoryStore | None = None
-        if not settings.no_history:
-            self.store = open_history(config, settings.history)
-        self.timings: dict[str, TestTiming] = {}
-        if self.store is not None:
-            try:
-                self.timings = self.store.timings()
-            except HistoryError as exc:
-                config.issue_config_time_warning(
-                    ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"),
-                    2,
-                )
-                self.store.close()
-                self.store = None
-        self.strategy = settings.dist
-        if self.strategy == "auto":
-            self.strategy = "time" if self.timings else "load"
+        self.store, self.timings = open_timings(config, settings)
+        self.strategy = settings.strategy(known=bool(self.timings))
         #: Remote machines (``--tx socket=``/``ssh=``), connected now: the header shows
         #: them, and a machine that cannot be used does not count among the workers.
         self.hosts = connect_all(

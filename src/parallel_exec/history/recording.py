@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,7 +22,10 @@ from ..errors import HistoryError, ParallelExecWarning
 from ..files import write_atomically
 from ..reporting import events
 from .learning import LearningOutcome, RanTest, summarize
-from .store import HistoryStore, TestResult
+from .store import HistoryStore, TestResult, TestTiming
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 def cache_dir(config: pytest.Config) -> Path:
@@ -75,6 +78,25 @@ def open_history(config: pytest.Config, explicit: str | None) -> HistoryStore | 
     except (HistoryError, OSError) as exc:
         warn(f"the timing history {path} cannot be used in this run ({exc})")
         return None
+
+
+def open_timings(
+    config: pytest.Config, settings: Settings
+) -> tuple[HistoryStore | None, dict[str, TestTiming]]:
+    """The run's store (None: ``--no-history``, or unusable) and the timings it knows.
+    A store whose timings cannot be read is closed, with one warning: the run goes on
+    without history."""
+    store = None if settings.no_history else open_history(config, settings.history)
+    if store is None:
+        return None, {}
+    try:
+        return store, store.timings()
+    except HistoryError as exc:
+        config.issue_config_time_warning(
+            ParallelExecWarning(f"parallel_exec: the timing history is not used: {exc}"), 3
+        )
+        store.close()
+        return None, {}
 
 
 def report_warning(config: pytest.Config, warning: Warning) -> None:
