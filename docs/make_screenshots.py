@@ -11,22 +11,20 @@
 
 from __future__ import annotations
 
-import fcntl
 import html
-import os
-import pty
-import select
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 from pathlib import Path
 
 import pyte
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the pseudo-terminal runner the tests use
+
+from pty_terminal import run_on_terminal, text_of  # noqa: E402
+
 DEMO = ROOT / "examples" / "demo"
 CHROMIUM = shutil.which("chromium") or "chromium"
 COLUMNS, ROWS = 100, 26
@@ -34,33 +32,20 @@ COLUMNS, ROWS = 100, 26
 
 def screen_while_running(command: list[str], cwd: Path) -> list[list[pyte.screens.Char]]:
     """The terminal screen at the moment the status showed the most busy workers."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(cwd)
-        os.environ.update({"TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(ROWS)})
-        os.execvp(command[0], command)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    screen = pyte.Screen(COLUMNS, ROWS)
-    stream = pyte.ByteStream(screen)
     best: list[list[pyte.screens.Char]] = []
-    best_busy = -1
-    while True:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            stream.feed(chunk)
-        lines = [line.rstrip() for line in screen.display]
+    best_busy = [-1]
+
+    def look(screen: pyte.Screen, pid: int) -> None:
+        lines = text_of(screen)
         busy = sum(1 for line in lines if line.lstrip().startswith("gw") and line.endswith("s"))
         done = next((line for line in lines if "ETA" in line), "")
-        if busy >= best_busy and done and not done.startswith("0/"):
-            best_busy = busy
-            best = [[screen.buffer[y][x] for x in range(COLUMNS)] for y in range(ROWS)]
-    os.waitpid(pid, 0)
+        if busy >= best_busy[0] and done and not done.startswith("0/"):
+            best_busy[0] = busy
+            best[:] = [[screen.buffer[y][x] for x in range(COLUMNS)] for y in range(ROWS)]
+
+    run_on_terminal(
+        command, str(cwd), look, columns=COLUMNS, rows=ROWS, term="xterm-256color", every=0.05
+    )
     return best
 
 

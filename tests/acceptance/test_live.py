@@ -5,20 +5,16 @@ live status; ``--progress-every`` prints plain progress lines in a log."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
 import signal
-import struct
-import termios
 import textwrap
-import time
 from typing import TYPE_CHECKING
 
 import pyte
 import pytest
+
+from pty_terminal import run_on_terminal, text_of
 
 if TYPE_CHECKING:
     from conftest import PluginRunner
@@ -51,41 +47,21 @@ def run_in_terminal(
     cwd: str,
     columns: int = 80,
     rows: int = 24,
-    timeout: float = 120,
     interrupt: bool = False,
 ) -> tuple[list[list[str]], list[str]]:
     """Run ``command`` on a pseudo-terminal; the screens seen while it ran (every 0.1 s)
     and the final one.  ``interrupt``: Ctrl-C (SIGINT) once two workers run tests."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the run
-        os.chdir(cwd)
-        os.environ.update({"TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)})
-        os.execvp(command[0], command)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    screen = pyte.Screen(columns, rows)
-    stream = pyte.ByteStream(screen)
     screens: list[list[str]] = []
-    deadline = time.monotonic() + timeout
-    next_look = 0.0
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            stream.feed(chunk)
-        if time.monotonic() >= next_look:
-            next_look = time.monotonic() + 0.1
-            screens.append([line.rstrip() for line in screen.display])
-            if interrupt and sum(bool(RUNNING_LINE.match(line)) for line in screens[-1]) >= 2:
-                interrupt = False
-                os.kill(pid, signal.SIGINT)
-    os.waitpid(pid, 0)
-    os.close(fd)
-    return screens, [line.rstrip() for line in screen.display]
+    pending = [interrupt]
+
+    def look(screen: pyte.Screen, pid: int) -> None:
+        screens.append(text_of(screen))
+        if pending[0] and sum(bool(RUNNING_LINE.match(line)) for line in screens[-1]) >= 2:
+            pending[0] = False
+            os.kill(pid, signal.SIGINT)
+
+    final = run_on_terminal(command, cwd, look, columns=columns, rows=rows)
+    return screens, text_of(final)
 
 
 def test_the_live_status_shows_workers_and_an_eta_and_leaves_nothing(

@@ -16,7 +16,6 @@ import pytest
 from .. import _pytest_compat
 from ..cpus import usable_cpus
 from ..history.recording import OutcomeRecorder, open_timings, warn_consumer_failure
-from ..history.store import TestTiming
 from ..plugin import rerunfailures_active
 from ..reporting import events
 from ..reporting.junit_order import JunitOrder
@@ -72,15 +71,13 @@ class RunOutcome:
 VERBOSE_PROGRESS_SECONDS = 30.0
 
 
-def progress_writers(
-    config: pytest.Config, settings: Settings, timings: Mapping[str, TestTiming]
-) -> list[events.Consumer]:
+def progress_writers(config: pytest.Config, settings: Settings) -> list[events.Consumer]:
     """The live status on a terminal, or plain progress lines where asked."""
     from ..reporting.progress import RunProgress
     from ..reporting.writers.live import TERMINAL_OWNERS, LiveStatus, ProgressLines, live_wanted
 
     file = _pytest_compat.terminal_file(config)
-    progress = RunProgress({nodeid: t.mean for nodeid, t in timings.items()})
+    progress = RunProgress()  # the predictions come with the plan (``RunPlanned``)
     owned = any(config.pluginmanager.hasplugin(name) for name in TERMINAL_OWNERS)
     capture_off = config.getoption("capture", None) == "no"
     if not owned and live_wanted(file, asked=settings.live, capture_off=capture_off):
@@ -156,7 +153,7 @@ class ControllerPlugin:
                 self.recorder,
                 self.outcome,
                 *make_writers(config, settings),
-                *progress_writers(config, settings, self.timings),
+                *progress_writers(config, settings),
             ],
             on_failure=warn_consumer_failure(config),
         )

@@ -76,17 +76,14 @@ class RunProgress:
 
     description = "the run's progress"
 
-    def __init__(
-        self,
-        predictions: dict[str, float] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.started = clock()
         self.total = 0
         self.done = 0
         self.outcomes: Counter[str] = Counter()
-        self.predictions: dict[str, float] = dict(predictions or {})
+        #: The history's mean duration of the tests it knows (from ``RunPlanned``).
+        self.predictions: dict[str, float] = {}
         #: Workers in the order they started, and what each runs (None: idle).
         self.workers: dict[str, Running | None] = {}
         self._finished: set[str] = set()
