@@ -150,7 +150,16 @@ def command(pid: int) -> str:
         except OSError:
             return "?"
         text = " ".join(a.decode("utf-8", "replace") for a in args if a)
-        return text[:200] or "?"
+        if text:
+            return text[:200]
+        # Kernel threads, zombies and a process in the middle of exec have no
+        # arguments to show (yet): their name says what they are.
+        try:
+            with open(f"{_PROC}/{pid}/comm", "rb") as fh:
+                name = fh.read().strip().decode("utf-8", "replace")
+        except OSError:
+            return "?"
+        return f"[{name}]" if name else "?"
     try:
         import psutil
 

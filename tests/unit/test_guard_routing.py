@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from fake_pool import Sim
@@ -138,7 +139,13 @@ def test_processes_owned_by_a_process_and_the_pid_watermark() -> None:
         assert watermark.moved()
         owned = processes.owned_by(os.getpid(), processes.snapshot())
         assert child.pid in {info.pid for info in owned}
-        assert processes.command(child.pid) == "sleep 30"
+        # Popen returns once exec has begun; the kernel sets the new command
+        # line a moment later, and until then the process shows its name.
+        deadline = time.monotonic() + 10
+        while (shown := processes.command(child.pid)) != "sleep 30":
+            assert shown.startswith("["), shown
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.01)
         assert processes.rss([child.pid]) > 0
     finally:
         child.send_signal(signal.SIGKILL)
@@ -146,6 +153,22 @@ def test_processes_owned_by_a_process_and_the_pid_watermark() -> None:
     owned = processes.owned_by(os.getpid(), processes.snapshot())
     assert child.pid not in {info.pid for info in owned}
     watermark.close()
+
+
+@pytest.mark.skipif(not processes.LINUX, reason="reads /proc")
+def test_a_process_without_arguments_shows_its_name() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    deadline = time.monotonic() + 10
+    while processes.command(child.pid) != "sleep 30":
+        assert time.monotonic() < deadline, processes.command(child.pid)
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    # A zombie keeps its name but has no command line any more.
+    while processes.command(child.pid) != "[sleep]":
+        assert time.monotonic() < deadline, processes.command(child.pid)
+        time.sleep(0.01)
+    child.wait()
+    assert processes.command(child.pid) == "?"
 
 
 def test_sizes_are_written_for_people() -> None:
