@@ -138,6 +138,21 @@ def test_two_remote_workers_and_one_local_give_the_serial_outcomes(
     out = runner.pytester.path / "ran"
     out.mkdir()
     runner.pytester.makepyfile(test_every=EVERY_OUTCOME.format(out=str(out)))
+    specs = runner.pytester.path / "specs"
+    specs.mkdir()
+    # What xdist's plugins read of where a worker runs (pytest-cov: not collocated).
+    runner.pytester.makeconftest(
+        f"""
+        import pytest
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_configure_node(node):
+            spec = node.gateway.spec
+            count = len(node.nodemanager.specs)
+            with open({str(specs)!r} + "/" + spec.id, "w") as fh:
+                fh.write(f"{{spec.popen}} {{spec.socket}} {{spec.chdir}} {{count}}")
+        """
+    )
     server = start_server(servers, runner.pytester)
     serial = runner.observe("-p", "no:randomly")
     for name in list(os.listdir(out)):
@@ -161,6 +176,12 @@ def test_two_remote_workers_and_one_local_give_the_serial_outcomes(
     remote_workers = {w for w, ppid in ran if int(ppid) == server.process.pid}
     assert remote_workers, ran
     assert remote_workers <= {"gw1", "gw2"}, ran
+    seen = {p.name: p.read_text() for p in specs.iterdir()}
+    assert seen == {
+        "gw0": "True None None 3",
+        "gw1": f"None 127.0.0.1:{server.port} {runner.pytester.path} 3",
+        "gw2": f"None 127.0.0.1:{server.port} {runner.pytester.path} 3",
+    }
     runner.assert_no_traceback(parallel.result)
 
 

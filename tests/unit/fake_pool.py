@@ -33,7 +33,7 @@ from parallel_exec.wire.reports import serialize
 
 
 class FakePool:
-    def __init__(self, make_setup: Callable[[str, str], protocol.WorkerSetup]) -> None:
+    def __init__(self, make_setup: Callable[[str, str, str], protocol.WorkerSetup]) -> None:
         self.make_setup = make_setup
         self.inbox: queue.SimpleQueue[PoolEvent] = queue.SimpleQueue()
         self.workers: dict[str, WorkerHandle] = {}
@@ -63,7 +63,7 @@ class FakePool:
         for worker_id in worker_ids:
             self.workers[worker_id] = WorkerHandle(worker_id, f"/nonexistent/{worker_id}")
             self.nice[worker_id] = nice
-            self.setups[worker_id] = self.make_setup(worker_id, f"{worker_id}.progress")
+            self.setups[worker_id] = self.make_setup(worker_id, f"{worker_id}.progress", "popen")
 
     def send(self, worker_id: str, message: protocol.ControllerMessage) -> bool:
         handle = self.workers.get(worker_id)

@@ -111,7 +111,7 @@ class Dispatcher:
         run: RunConfig,
         stream: events.EventStream,
         timings: Mapping[str, TestTiming],
-        make_pool: Callable[[Callable[[str, str], protocol.WorkerSetup]], Pool],
+        make_pool: Callable[[Callable[[str, str, str], protocol.WorkerSetup]], Pool],
         cpus: int | None = None,
         nodes: XdistNodes | None = None,
     ) -> None:
@@ -172,7 +172,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ set-up
 
-    def _make_setup(self, worker_id: str, progress_path: str) -> protocol.WorkerSetup:
+    def _make_setup(self, worker_id: str, progress_path: str, spec: str) -> protocol.WorkerSetup:
+        """``spec``: where it runs, in execnet's words (``popen``, ``socket=HOST:PORT``)."""
         start = self.run.environment
         return protocol.WorkerSetup(
             worker_id=worker_id,
@@ -191,7 +192,7 @@ class Dispatcher:
             import_all=self.import_all,
             stop_on_failure=self.run.retries == 0,
             controller_pid=os.getpid(),
-            workerinput=self.nodes.configure(worker_id) if self.nodes is not None else {},
+            workerinput=self.nodes.configure(worker_id, spec) if self.nodes is not None else {},
             environment=dict(start) if start is not None else None,
             environment_changes=environment.changes(start, os.environ) if start is not None else {},
             leak_check=self.run.limits.leak_check,

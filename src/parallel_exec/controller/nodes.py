@@ -52,9 +52,9 @@ class RemoteInfo:
 class NodeGateway:
     """The part of an execnet ``Gateway`` plugins read: ``id``, ``spec``, ``_rinfo()``."""
 
-    def __init__(self, worker_id: str, cwd: str) -> None:
+    def __init__(self, worker_id: str, cwd: str, spec: str) -> None:
         self.id = worker_id
-        self.spec = execnet.XSpec(f"popen//id={worker_id}")
+        self.spec = execnet.XSpec(f"{spec}//id={worker_id}")
         # Until the worker says otherwise: the handshake guarantees the same interpreter.
         self.info = RemoteInfo(sys.executable, tuple(sys.version_info[:5]), sys.platform, cwd)
 
@@ -78,10 +78,12 @@ class NodeManager:
 class WorkerNode:
     """A worker as xdist's hooks hand it to plugins (xdist's ``WorkerController``)."""
 
-    def __init__(self, worker_id: str, config: pytest.Config, manager: NodeManager) -> None:
+    def __init__(
+        self, worker_id: str, config: pytest.Config, manager: NodeManager, spec: str
+    ) -> None:
         self.config = config
         self.nodemanager = manager
-        self.gateway = NodeGateway(worker_id, str(config.invocation_params.dir))
+        self.gateway = NodeGateway(worker_id, str(config.invocation_params.dir), spec)
         self.workerinput: dict[str, Any] = {
             "workerid": worker_id,
             "workercount": len(manager.specs),
@@ -136,11 +138,18 @@ class XdistNodes:
     description = "pytest-xdist's hooks"
     isolated = False
 
-    def __init__(self, config: pytest.Config, run_id: str, workers: int) -> None:
+    def __init__(
+        self, config: pytest.Config, run_id: str, workers: int, remote: Sequence[str] = ()
+    ) -> None:
+        """``remote``: the spec of each worker on another machine (``socket=HOST:PORT``,
+        once per worker); the others run here (``popen``)."""
         self.config = config
         self.hook = config.hook
+        kinds = ["popen"] * (workers - len(remote)) + list(remote)
         self.manager = NodeManager(
-            config, run_id, specs=[execnet.XSpec(f"popen//id=gw{i}") for i in range(workers)]
+            config,
+            run_id,
+            specs=[execnet.XSpec(f"{spec}//id=gw{i}") for i, spec in enumerate(kinds)],
         )
         self.nodes: dict[str, WorkerNode] = {}
         self.nodeids: tuple[str, ...] = ()
@@ -149,10 +158,10 @@ class XdistNodes:
         caller = getattr(self.hook, name, None)
         return caller(**kwargs) if caller is not None else None
 
-    def configure(self, worker_id: str) -> dict[str, Any]:
-        """A worker is about to start: its node, configured by plugins; returns its
-        ``workerinput``."""
-        node = WorkerNode(worker_id, self.config, self.manager)
+    def configure(self, worker_id: str, spec: str = "popen") -> dict[str, Any]:
+        """A worker is about to start (``spec``: where, in execnet's words): its node,
+        configured by plugins; returns its ``workerinput``."""
+        node = WorkerNode(worker_id, self.config, self.manager, spec)
         self.nodes[worker_id] = node
         self._call("pytest_configure_node", node=node)
         return dict(node.workerinput)

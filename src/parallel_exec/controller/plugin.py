@@ -144,7 +144,12 @@ class ControllerPlugin:
         self.recorder = OutcomeRecorder(config, self.store, settings.report_outcome)
         self.junit_order = JunitOrder(config)
         self.outcome = RunOutcome()
-        self.nodes = XdistNodes(config, self.run_id, self.workers)
+        self.nodes = XdistNodes(
+            config,
+            self.run_id,
+            self.workers,
+            [h.spec.gateway_spec for h in self.hosts if h.usable for _ in range(h.spec.count)],
+        )
         self.stream = events.EventStream(
             [
                 self.nodes,

@@ -167,6 +167,12 @@ class Place:
     def usable(self) -> bool:
         return self.host is None or self.host.usable
 
+    @property
+    def spec(self) -> str:
+        """execnet's spec of this place, as xdist gives it to plugins (without the
+        worker's ``//id=``)."""
+        return self.host.spec.gateway_spec if self.host is not None else "popen"
+
 
 class WorkerPool:
     """``fork_server``: start workers by forking them from it (see ``forkserver``)
@@ -176,7 +182,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        make_setup: Callable[[str, str], protocol.WorkerSetup],
+        make_setup: Callable[[str, str, str], protocol.WorkerSetup],
         fork_server: forkserver.ForkServer | None = None,
         hosts: list[RemoteHost] | None = None,
         local: int | None = None,
@@ -225,7 +231,10 @@ class WorkerPool:
             self.workers[worker_id] = handle
             # Made here, on the caller's thread: it calls plugins' hooks
             # (``pytest_configure_node``), which expect pytest's main thread.
-            setup = self._make_setup(handle.worker_id, handle.progress_path)
+            place = self.places[handle.place] if handle.place != NOWHERE else None
+            setup = self._make_setup(
+                handle.worker_id, handle.progress_path, place.spec if place else "popen"
+            )
             self._executor.submit(self._start_one, handle, setup, nice)
 
     def _start_one(self, handle: WorkerHandle, setup: protocol.WorkerSetup, nice: int = 0) -> None:
