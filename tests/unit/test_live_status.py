@@ -100,8 +100,22 @@ def test_the_eta_counts_what_workers_spend_between_tests() -> None:
     progress(events.TestStarted("gw0", "t0", T0))
     for _n, nodeid in enumerate(ids[:10]):
         progress(finished("gw0", nodeid, duration=0.1))
-    assert progress.correction(T0 + 5.0) == pytest.approx(5.0)  # 5 s of wall for 1 s predicted
-    assert progress.eta(T0 + 5.0).seconds == pytest.approx(10 * 0.1 * 5.0)
+    assert progress.correction() == pytest.approx(1.0)  # the tests take what was predicted
+    assert progress.overhead(T0 + 5.0) == pytest.approx(0.4)  # 5 s of wall for 1 s of tests
+    assert progress.eta(T0 + 5.0).seconds == pytest.approx(10 * 0.1 + 10 * 0.4)
+
+
+def test_the_eta_of_millisecond_tests_is_what_each_costs_a_worker() -> None:
+    """A suite of 1 ms tests where each costs a worker 50 ms (messaging, reporting):
+    fifty times the tests' own durations, far past the duration correction's bound."""
+    ids = [f"t{i}" for i in range(1000)]
+    progress = run_of(ids, dict.fromkeys(ids, 0.001), workers=2)
+    progress(events.TestStarted("gw0", "t0", T0))
+    for nodeid in ids[:100]:
+        progress(finished("gw0", nodeid, duration=0.001))
+    # 100 tests done in 2.5 s on 2 workers: 0.05 s each; 900 left → 22.5 s.
+    assert progress.eta(T0 + 2.5).seconds == pytest.approx(900 * 0.05 / 2)
+    assert progress.eta_text(T0 + 2.5) == "ETA 22s"
 
 
 def test_without_history_the_eta_is_the_rate_so_far_and_says_so() -> None:

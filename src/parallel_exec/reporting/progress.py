@@ -29,7 +29,8 @@ SLOW_FACTOR = 3.0
 SLOW_MIN_SECONDS = 5.0
 #: Finished tests with a prediction before the ETA is scaled by how the run does.
 CORRECTION_AFTER = 5
-#: Bounds of that scaling (a few odd tests must not swing the ETA wildly).
+#: Bounds of that scaling (a few odd tests must not swing the ETA wildly); what workers
+#: spend between tests is measured apart (``RunProgress.overhead``), unbounded.
 CORRECTION_BOUNDS = (0.25, 10.0)
 
 
@@ -146,20 +147,24 @@ class RunProgress:
     def elapsed(self, now: float | None = None) -> float:
         return max(0.0, (self._clock() if now is None else now) - self.started)
 
-    def correction(self, now: float | None = None) -> float:
-        """How the run does against its predictions (1.0 until enough tests finished):
-        the larger of actual / predicted test durations and workers' wall time since
-        the first test / predicted work done."""
-        if self._corrected < CORRECTION_AFTER:
-            return 1.0
-        ratios = [self._actual_sum / self._predicted_sum] if self._predicted_sum > 0 else []
-        if now is not None and self._first_start is not None and self._predicted_done > 0:
-            wall = max(0.0, now - self._first_start) * max(1, len(self.workers))
-            ratios.append(wall / self._predicted_done)
-        if not ratios:
+    def correction(self) -> float:
+        """How the tests do against their predictions (1.0 until enough tests
+        finished): actual / predicted durations, bounded."""
+        if self._corrected < CORRECTION_AFTER or self._predicted_sum <= 0:
             return 1.0
         low, high = CORRECTION_BOUNDS
-        return min(high, max(low, max(ratios)))
+        return min(high, max(low, self._actual_sum / self._predicted_sum))
+
+    def overhead(self, now: float | None = None) -> float:
+        """Seconds of a worker's time each test costs beyond its own duration (sending
+        it, reporting it, set-up the history does not see), measured since the first
+        test: workers' wall time less the finished tests' corrected predictions, per
+        finished test.  It is what the ETA of a suite of millisecond tests is made of."""
+        if self._corrected < CORRECTION_AFTER or self._first_start is None or not self.done:
+            return 0.0
+        now = self._clock() if now is None else now
+        wall = max(0.0, now - self._first_start) * max(1, len(self.workers))
+        return max(0.0, wall - self._predicted_done * self.correction()) / self.done
 
     def _predicted(self, nodeid: str) -> float:
         return self.predictions.get(nodeid, self._typical)
@@ -179,12 +184,15 @@ class RunProgress:
             return Estimate(0.0, basis)
         if self.predictions and self.total:
             work = self._work_left
+            waiting = left
             for run in self.workers.values():
                 if run is not None and run.nodeid not in self._finished:
                     predicted = self._predicted(run.nodeid)
                     work -= predicted - max(0.0, predicted - (now - run.since))
+                    waiting -= 1
             active = max(1, len(self.workers))
-            return Estimate(max(0.0, work) * self.correction(now) / active, basis)
+            cost = max(0.0, work) * self.correction() + max(0, waiting) * self.overhead(now)
+            return Estimate(cost / active, basis)
         elapsed = self.elapsed(now)
         if self.done == 0 or elapsed <= 0:
             return Estimate(None, basis)
