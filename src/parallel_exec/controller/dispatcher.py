@@ -450,20 +450,11 @@ class Dispatcher:
         names = ", ".join(classes)
         self.stream.publish(
             rebuild_warning(
-                protocol.SerializedWarning(
-                    message=(
-                        f"parallel_exec: {worker_id} sent values of classes the controller "
-                        f"cannot import ({names}; defined in a test module?): they are shown "
-                        "by their class name only"
-                    ),
-                    category_module="parallel_exec.errors",
-                    category_name="ParallelExecWarning",
+                protocol.SerializedWarning.ours(
+                    f"parallel_exec: {worker_id} sent values of classes the controller "
+                    f"cannot import ({names}; defined in a test module?): they are shown "
+                    "by their class name only",
                     filename=__file__,
-                    lineno=0,
-                    line=None,
-                    when="runtest",
-                    nodeid="",
-                    location=None,
                 )
             )
         )

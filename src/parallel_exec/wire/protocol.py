@@ -146,6 +146,22 @@ class SerializedWarning:
     nodeid: str
     location: tuple[str, int, str] | None
 
+    @classmethod
+    def ours(cls, message: str, filename: str, nodeid: str = "") -> SerializedWarning:
+        """A warning of parallel_exec's own (``ParallelExecWarning``), shown in pytest's
+        warnings summary under ``filename`` (and ``nodeid``, if about one test)."""
+        return cls(
+            message=message,
+            category_module="parallel_exec.errors",
+            category_name="ParallelExecWarning",
+            filename=filename,
+            lineno=0,
+            line=None,
+            when="runtest",
+            nodeid=nodeid,
+            location=None,
+        )
+
 
 @dataclass(frozen=True)
 class Collected:

@@ -59,19 +59,11 @@ def serialize_warning(
 def unsendable_warning(nodeid: str, replaced: list[str]) -> protocol.SerializedWarning:
     """The warning for a test whose reports held values that could not be sent."""
     shown = ", ".join(replaced[:3]) + (", ..." if len(replaced) > 3 else "")
-    return protocol.SerializedWarning(
-        message=(
-            f"parallel_exec: {len(replaced)} value(s) in the reports of {nodeid} could not "
-            f"be sent from the worker (not picklable) and are reported as their repr: {shown}"
-        ),
-        category_module="parallel_exec.errors",
-        category_name="ParallelExecWarning",
+    return protocol.SerializedWarning.ours(
+        f"parallel_exec: {len(replaced)} value(s) in the reports of {nodeid} could not "
+        f"be sent from the worker (not picklable) and are reported as their repr: {shown}",
         filename=nodeid.split("::", 1)[0],
-        lineno=0,
-        line=None,
-        when="runtest",
         nodeid=nodeid,
-        location=None,
     )
 
 
