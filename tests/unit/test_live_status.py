@@ -116,6 +116,8 @@ def test_the_eta_of_millisecond_tests_is_what_each_costs_a_worker() -> None:
     # 100 tests done in 2.5 s on 2 workers: 0.05 s each; 900 left → 22.5 s.
     assert progress.eta(T0 + 2.5).seconds == pytest.approx(900 * 0.05 / 2)
     assert progress.eta_text(T0 + 2.5) == "ETA 22s"
+    # Under a second with tests left is not "0s" (which reads as finished).
+    assert progress.eta_text(T0 + 0.001) == "ETA <1s"
 
 
 def test_without_history_the_eta_is_the_rate_so_far_and_says_so() -> None:

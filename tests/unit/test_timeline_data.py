@@ -14,6 +14,7 @@ from parallel_exec.reporting.timeline import (
     MOVED,
     RETRIED,
     STRAGGLER,
+    match_slots,
     render_html,
     timeline_data,
 )
@@ -104,6 +105,18 @@ def test_the_plan_is_laid_out_with_predictions_and_moved_tests_are_marked() -> N
     final = {data["ids"][b[5]]: b[6] for b in data["bars"] if not b[6] & RETRIED}
     assert final["t.py::b"] & MOVED  # planned with a and d on gw0, ran on gw1
     assert not final["t.py::a"] & MOVED
+
+
+def test_each_planned_slot_is_named_after_the_worker_that_ran_it() -> None:
+    """A worker that ran its own slot and most of another's keeps its own slot: the
+    other's worker is named too (seen in the demo suite: 4 slots, gw1 took 12 tests of
+    slot 2 besides its own 7, and slot 1 was shown as ``slot 2``)."""
+    ran = {(0, 0): 6, (1, 1): 7, (2, 1): 12, (2, 2): 7, (2, 3): 1, (3, 3): 5, (3, 0): 1}
+    assert match_slots(4, 4, ran) == {0: 0, 1: 1, 2: 2, 3: 3}
+    # More slots than workers that ran them: a slot without any of its tests in a
+    # lane left keeps no worker's name.
+    assert match_slots(3, 2, {(0, 0): 5, (1, 0): 6, (2, 1): 1}) == {1: 0, 2: 1}
+    assert match_slots(2, 3, {}) == {}
 
 
 def test_a_merged_report_has_a_lane_group_per_shard() -> None:

@@ -211,7 +211,10 @@ class RunProgress:
         estimate = self.eta(now)
         if estimate.seconds is None:
             return "ETA --"
-        text = f"ETA {format_duration(estimate.seconds)}"
+        left = self.total - self.done
+        # Work is left: under a second is not "0s", which reads as finished.
+        shown = "<1s" if left > 0 and estimate.seconds < 1 else format_duration(estimate.seconds)
+        text = f"ETA {shown}"
         return text if estimate.basis == "history" else text + " (from the rate so far)"
 
     def plain_line(self, now: float | None = None) -> str:

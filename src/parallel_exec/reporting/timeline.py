@@ -155,7 +155,6 @@ def timeline_data(report: Mapping[str, Any]) -> dict[str, Any]:
     typical = [t.get("predicted") for t in report.get("tests", []) if t.get("predicted")]
     guess = sum(typical) / len(typical) if typical else 0.0
     predicted_of = {t["nodeid"]: t.get("predicted") for t in report.get("tests", [])}
-    slot_lane: dict[int, int] = {}
     for slot, tests in enumerate(plan):
         clock = 0.0
         for nodeid in tests:
@@ -165,16 +164,10 @@ def timeline_data(report: Mapping[str, Any]) -> dict[str, Any]:
             seconds = predicted_of.get(nodeid) or guess
             plan_bars.append([slot, _round(clock), _round(seconds), number])
             clock += seconds
-    # The worker that took each slot: the pairs that ran most of a slot's tests first,
-    # each worker and each slot once.
     pairs = Counter(
         (slot, ran_on[n]) for slot, tests in enumerate(plan) for n in tests if n in ran_on
     )
-    taken: set[int] = set()
-    for (slot, lane_number), _ in sorted(pairs.items(), key=lambda p: (-p[1], p[0])):
-        if slot not in slot_lane and lane_number not in taken:
-            slot_lane[slot] = lane_number
-            taken.add(lane_number)
+    slot_lane = match_slots(len(plan), len(lanes), pairs)
     for slot, tests in enumerate(plan):
         for nodeid in tests:
             if slot in slot_lane and nodeid in ran_on and ran_on[nodeid] != slot_lane[slot]:
@@ -205,6 +198,36 @@ def timeline_data(report: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "span": _round(max(span, plan_span)),
     }
+
+
+def match_slots(slots: int, lanes: int, ran: Mapping[tuple[int, int], int]) -> dict[int, int]:
+    """The worker (lane) that took each planned slot, each lane and each slot at most
+    once, so that as many tests as possible ran where they were planned: ``ran`` counts
+    the tests of a slot that ran in a lane.  The pairs that ran most first, then every
+    slot left to a lane left, then swaps of two slots' lanes while a swap gains (a slot
+    whose tests a busy worker took does not lose its own worker to it).  A slot none of
+    whose tests ran in its lane is left out (shown as ``slot N``)."""
+    slot_lane: dict[int, int] = {}
+    for (slot, lane_number), _ in sorted(ran.items(), key=lambda p: (-p[1], p[0])):
+        if slot not in slot_lane and lane_number not in slot_lane.values():
+            slot_lane[slot] = lane_number
+    free = [n for n in range(lanes) if n not in slot_lane.values()]
+    for slot in range(slots):
+        if slot not in slot_lane and free:
+            best = max(free, key=lambda n: (ran.get((slot, n), 0), -n))
+            slot_lane[slot] = best
+            free.remove(best)
+    improved = True
+    while improved:
+        improved = False
+        for a in slot_lane:
+            for b in slot_lane:
+                la, lb = slot_lane[a], slot_lane[b]
+                gain = ran.get((a, lb), 0) + ran.get((b, la), 0)
+                if a < b and gain > ran.get((a, la), 0) + ran.get((b, lb), 0):
+                    slot_lane[a], slot_lane[b] = lb, la
+                    improved = True
+    return {slot: n for slot, n in slot_lane.items() if ran.get((slot, n), 0)}
 
 
 def render_html(report: Mapping[str, Any]) -> str:
