@@ -468,3 +468,44 @@ def test_the_run_lines_have_their_own_section_under_rA(runner: PluginRunner) -> 
     passes = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ PASSES =+", line))
     summary = next(i for i, line in enumerate(lines) if SUMMARY_LINE.match(line))
     assert passes < section < summary
+
+
+LONG_FILE = """
+    import time
+
+    import pytest
+
+
+    @pytest.mark.parametrize("n", range(6))
+    def test_long(n):
+        time.sleep(0.7)
+"""
+
+QUICK_FILE = """
+    import pytest
+
+
+    @pytest.mark.parametrize("n", range(40))
+    def test_quick(n):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_a_first_run_takes_back_tests_a_busy_worker_has_not_started(
+    runner: PluginRunner,
+) -> None:
+    """Without history (``load``), chunks are sized by count: the worker that collected
+    the long tests' file gets all six in its first chunk, the other runs through the
+    quick ones and then has nothing left to take.  It takes back the long tests the busy
+    worker has not started, so both run some (before: six in a row on one worker)."""
+    runner.pytester.makepyfile(test_a_long=LONG_FILE, test_b_quick=QUICK_FILE)
+    report = runner.pytester.path / "report.json"
+    result = runner.run("--report-json", str(report), workers=2, timeout=TIMEOUT)
+    assert result.ret == pytest.ExitCode.OK, output_of(result)
+    assert result.parseoutcomes()["passed"] == 46
+    assert strategy_of(result) == "load"
+    tests = json.loads(report.read_text(encoding="utf-8"))["tests"]
+    assert len(tests) == 46
+    long_on = {t["worker"] for t in tests if "test_long" in t["nodeid"]}
+    assert len(long_on) == 2, [(t["nodeid"], t["worker"]) for t in tests]

@@ -26,6 +26,7 @@ from parallel_exec.scheduling import (
     Decision,
     Drain,
     LoadScheduler,
+    Reclaim,
     TestPlanInput,
     make_scheduler,
 )
@@ -446,6 +447,7 @@ class SimulatedRun:
         self.finishes: Counter[int] = Counter()
         self.stopped = False
         self.steals = 0
+        self.reclaims = 0
         self._next_id = 0
         for _ in range(workers):
             self.join()
@@ -551,6 +553,9 @@ class SimulatedRun:
     ) -> None:
         assert len(decisions) == 1, decisions
         (decision,) = decisions
+        if isinstance(decision, Reclaim):
+            self.give_back(worker, decision)
+            return
         assert decision.worker == worker
         if isinstance(decision, Drain):
             assert self.stopped or not self.scheduler.unassigned
@@ -565,6 +570,28 @@ class SimulatedRun:
             assert self.finishes[test] == 0, f"finished test {test} assigned again"
         self.check_affinity(worker, decision.tests, *before)
         self.queues[worker].extend(decision.tests)
+
+    def give_back(self, asker: str, reclaim: Reclaim) -> None:
+        """Nothing was unassigned: the holder gives back what it asked for, beyond the
+        test it runs and the next (here at once, so the asker is answered at once)."""
+        holder = reclaim.worker
+        assert holder != asker, reclaim
+        assert holder in self.queues, reclaim
+        assert not self.stopped, "nothing may be reclaimed after stop()"
+        queue = self.queues[holder]
+        assert reclaim.tests, reclaim
+        assert set(reclaim.tests) <= set(queue[2:]), (reclaim, queue)
+        assert list(reclaim.tests) == queue[-len(reclaim.tests) :], "the holder's last tests"
+        self.queues[holder] = [t for t in queue if t not in reclaim.tests]
+        self.reclaims += 1
+        # What the asker is fed from: the tests given back at the front of their files,
+        # which nobody owns now.
+        queues, owners = self.snapshot()
+        for test in reversed(reclaim.tests):
+            queues[self.test_files[test]].insert(0, test)
+            owners[self.test_files[test]] = None
+        decisions = self.scheduler.tests_released(holder, reclaim.tests)
+        self.apply(asker, decisions, (queues, owners))
 
     def check_affinity(
         self,
@@ -735,3 +762,56 @@ def test_when_every_worker_collected_files_each_starts_on_its_own(layout: Layout
     assert run.steals == 0
     run.run_to_end()
     assert run.finishes == Counter(range(run.test_count))
+
+
+# ------------------------------------------------------------------ taking work back
+
+
+def test_a_worker_out_of_work_takes_back_the_later_half_of_what_another_holds() -> None:
+    scheduler = single_queue(12, 2)
+    first = only_assign(scheduler.worker_joined("gw0")).tests
+    while scheduler.unassigned:
+        only_assign(scheduler.work_requested("gw0"))
+    held = scheduler.pending("gw0")
+    assert held[: len(first)] == first
+    # Nothing unassigned: gw0 gives back the later half of what it holds beyond the
+    # test it runs and the next; gw1 waits for the answer.
+    spare = len(held) - 2
+    assert scheduler.worker_joined("gw1") == [Reclaim("gw0", held[-math.ceil(spare / 2) :])]
+    assert scheduler.work_requested("gw1") == []  # still waiting: asked once
+    given = held[-math.ceil(spare / 2) :][1:]  # gw0 had started one of them meanwhile
+    # gw1 gets the first of them as a guided chunk; the rest wait, unassigned.
+    assert scheduler.tests_released("gw0", given) == [Assign("gw1", given[:1])]
+    assert scheduler.pending("gw0") == tuple(t for t in held if t not in given)
+    assert scheduler.unassigned == given[1:]
+
+
+def test_a_holder_that_gave_nothing_is_not_asked_again_until_a_test_of_it_finishes() -> None:
+    scheduler = single_queue(8, 2)
+    scheduler.worker_joined("gw0")
+    while scheduler.unassigned:
+        scheduler.work_requested("gw0")
+    held = scheduler.pending("gw0")
+    (reclaim,) = scheduler.worker_joined("gw1")
+    assert isinstance(reclaim, Reclaim)
+    # It had started them all by then: gw1 is drained, not sent to ask gw0 again.
+    assert scheduler.tests_released("gw0", ()) == [Drain("gw1")]
+    assert scheduler.worker_joined("gw2") == [Drain("gw2")]
+    scheduler.test_finished("gw0", held[0])
+    assert isinstance(scheduler.worker_joined("gw3")[0], Reclaim)
+
+
+def test_a_holder_lost_while_asked_gives_the_waiting_worker_its_tests() -> None:
+    scheduler = single_queue(8, 2)
+    scheduler.worker_joined("gw0")
+    while scheduler.unassigned:
+        scheduler.work_requested("gw0")
+    held = scheduler.pending("gw0")
+    assert isinstance(scheduler.worker_joined("gw1")[0], Reclaim)
+    (answer,) = scheduler.worker_lost("gw0", crashed=held[0])
+    assert isinstance(answer, Assign)
+    assert answer.worker == "gw1"
+    assert answer.tests == held[1 : 1 + len(answer.tests)]
+    # Its answer, if it still comes, changes nothing: what it held went back with it.
+    assert scheduler.tests_released("gw0", held[-2:]) == []
+    assert scheduler.pending("gw1") + scheduler.unassigned == held[1:]

@@ -76,6 +76,7 @@ EXAMPLES: list[protocol.Message] = [
     protocol.Assign(nodeids=(), indices=()),
     protocol.Drain(),
     protocol.Stop(reason="-x: 1 failed"),
+    protocol.Release(indices=(7, 9)),
     protocol.Hello(worker_id="gw1", pid=4242, python="3.12.1", package_version="0.1.0"),
     protocol.Collected(
         worker_id="gw0",
@@ -132,6 +133,7 @@ EXAMPLES: list[protocol.Message] = [
     protocol.WorkerError(worker_id="gw3", traceback="Traceback...\nRuntimeError: boom\n"),
     protocol.WorkerError(worker_id="gw3", traceback="bad option --foo", kind="usage"),
     protocol.Exited(worker_id="gw1", reason="enough", returncode=7),
+    protocol.Released(worker_id="gw1", indices=(9,)),
     protocol.ForkWorker(worker_id="gw4", nice=10, environ={"PATH": "/bin", "LANG": "C.UTF-8"}),
     protocol.KillWorker(worker_id="gw4"),
     protocol.WorkerForked(worker_id="gw4", pid=4243),

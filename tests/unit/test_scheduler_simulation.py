@@ -47,6 +47,7 @@ from parallel_exec.scheduling import (
     Decision,
     Drain,
     PlanScheduler,
+    Reclaim,
     Scheduler,
     TestPlanInput,
     make_scheduler,
@@ -71,6 +72,14 @@ class Progress:
 @dataclass(frozen=True)
 class Collected:
     worker: str
+
+
+@dataclass(frozen=True)
+class Released:
+    """A worker's ``protocol.Released``: the tests of a ``Reclaim`` it gave back."""
+
+    worker: str
+    tests: tuple[int, ...]
 
 
 @dataclass
@@ -224,7 +233,13 @@ class Simulation:
 
     # ------------------------------------------------------------ the controller
 
-    def _on_controller(self, message: Collected | Progress) -> None:
+    def _on_controller(self, message: Collected | Progress | Released) -> None:
+        if isinstance(message, Released):
+            self.log.append(f"{self.now:.2f} {message.worker} -> {message}")
+            for test in message.tests:
+                self.assigned[test] -= 1
+            self._decide(self.scheduler.tests_released(message.worker, message.tests))
+            return
         if isinstance(message, Collected):
             self.collected.append(message.worker)
             if self.ready:
@@ -260,6 +275,13 @@ class Simulation:
     def _decide(self, decisions: list[Decision]) -> None:
         for decision in decisions:
             name = decision.worker
+            if isinstance(decision, Reclaim):
+                # Not an answer to the holder's own request; a drained holder may be asked.
+                if name not in self.joined or not decision.tests:
+                    raise SimulationViolation(f"t={self.now:.2f}: {decision}")
+                self.log.append(f"{self.now:.2f} -> {name}: {decision}")
+                self._push(self.now + self.suite.latency, "worker_receives", decision)
+                continue
             if name not in self.joined or name in self.drain_sent:
                 raise SimulationViolation(f"t={self.now:.2f}: {decision} for {name}")
             self.unanswered.pop(name, None)
@@ -277,7 +299,7 @@ class Simulation:
 
     # ------------------------------------------------------------ the workers
 
-    def _send(self, worker: SimWorker, message: Collected | Progress) -> None:
+    def _send(self, worker: SimWorker, message: Collected | Progress | Released) -> None:
         self._push(self.now + self.suite.latency, "controller", message)
 
     def _on_start(self, name: str) -> None:
@@ -287,6 +309,15 @@ class Simulation:
 
     def _on_worker_receives(self, decision: Decision) -> None:
         worker = self.workers[decision.worker]
+        if isinstance(decision, Reclaim):
+            # At once, as WorkerSession._release on the receiver thread: all but the
+            # first in the queue (the running test's next); an ended worker gives none
+            # (the controller says so for it when its session ends).
+            wanted = set(decision.tests)
+            given = tuple(t for i, t in enumerate(worker.queue) if i and t in wanted)
+            worker.queue = deque(t for t in worker.queue if t not in given)
+            self._send(worker, Released(worker.name, given))
+            return
         worker.inbox.append(decision)
         if worker.state == "blocked":
             self._loop(worker)
@@ -454,13 +485,42 @@ HEAVY_IMPORT = Suite(
 )
 
 
+#: ``load`` without history (numpy.lib's shape): gw0's first chunk is its own file's
+#: four long tests; gw1 runs through the quick ones and would idle while gw0 runs the
+#: long ones one after another.  It takes back what gw0 has not started.
+LONG_CHUNK = Suite(
+    strategy="load",
+    files=[0] * 4 + [1] * 12,
+    groups=[None] * 16,
+    estimates=[0.05] * 16,
+    actual=[1.0] * 4 + [0.01] * 12,
+    stdevs=[None] * 16,
+    import_cost=[0.0, 0.0],
+    workers=2,
+    first_wave=2,
+    starts=[0.0, 0.0],
+    owner=[0, 1],
+    latency=0.001,
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(suites())
 @example(HEAVY_IMPORT)
+@example(LONG_CHUNK)
 def test_every_run_terminates_with_every_test_run_once_and_every_request_answered(
     suite: Suite,
 ) -> None:
     Simulation(suite).run()
+
+
+def test_an_idle_worker_takes_back_tests_a_busy_one_has_not_started() -> None:
+    simulation = Simulation(LONG_CHUNK)
+    simulation.run()
+    reclaims = [line for line in simulation.log if "Reclaim(" in line]
+    assert reclaims, "\n".join(simulation.log)
+    # gw0 ran three of the four long tests in a row, gw1 the fourth: not four in a row.
+    assert simulation.now < 3.5, "\n".join(simulation.log)
 
 
 def test_a_straggler_is_still_found() -> None:

@@ -33,7 +33,7 @@ from ..history.store import TestTiming
 from ..reporting import events
 from ..reporting.events import describe_exit
 from ..reporting.replay import rebuild_warning
-from ..scheduling import Assign, Decision, Drain, Scheduler, make_scheduler
+from ..scheduling import Assign, Decision, Drain, Reclaim, Scheduler, make_scheduler
 from ..settings import Limits, Shard
 from ..sharding import nothing_to_run, select_shard
 from ..wire import environment, protocol
@@ -332,6 +332,9 @@ class Dispatcher:
             return
         if isinstance(message, protocol.Progress):
             self._on_progress(worker_id, message)
+        elif isinstance(message, protocol.Released):
+            if self.scheduler is not None:
+                self._apply(self.scheduler.tests_released(worker_id, message.indices))
         elif isinstance(message, protocol.Collected):
             self._on_collected(worker_id, message)
         elif isinstance(message, protocol.Hello):
@@ -408,6 +411,9 @@ class Dispatcher:
                 + (f"; its stderr:\n{stderr}" if stderr.strip() else ""),
             )
         self._check_nothing_left(worker_id, message.exitstatus)
+        if self.scheduler is not None:
+            # A Release that reached it after its session ended has no answer.
+            self._apply(self.scheduler.tests_released(worker_id, ()))
         self.launcher.settled(worker_id, self._work_left)
         self._ensure_capacity()
 
@@ -752,6 +758,11 @@ class Dispatcher:
             elif isinstance(decision, Drain):
                 self.drained.add(decision.worker)
                 self.pool.send(decision.worker, protocol.Drain())
+            elif isinstance(decision, Reclaim) and not self.pool.send(
+                decision.worker, protocol.Release(decision.tests)
+            ):
+                assert self.scheduler is not None  # only a scheduler decides
+                self._apply(self.scheduler.tests_released(decision.worker, ()))
 
     # ------------------------------------------------------------------ losses
 
@@ -803,7 +814,7 @@ class Dispatcher:
                             location=result.location,
                             origin="crash",
                         )
-            self.scheduler.worker_lost(worker_id, None if rerun else crashed)
+            self._apply(self.scheduler.worker_lost(worker_id, None if rerun else crashed))
         self.stream.publish(
             events.WorkerCrashed(
                 worker_id=worker_id,

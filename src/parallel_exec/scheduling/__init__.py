@@ -1,7 +1,8 @@
 """Schedulers decide which worker runs which test; they never do I/O.
 
 A scheduler receives events (a worker joined, asked for work, finished a test, was lost,
-time passed) as method calls and answers with decisions (``Assign``, ``Drain``).  The
+gave tests back, time passed) as method calls and answers with decisions (``Assign``,
+``Drain``, ``Reclaim``).  The
 controller turns decisions into protocol messages.  Because nothing here touches a
 process, a clock or a channel, schedulers are unit- and property-tested on plain data.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .base import Assign, Decision, Drain, Scheduler
+from .base import Assign, Decision, Drain, Reclaim, Scheduler
 from .load import LoadScheduler
 from .plan import PlanScheduler
 
@@ -22,6 +23,7 @@ __all__ = [
     "Drain",
     "LoadScheduler",
     "PlanScheduler",
+    "Reclaim",
     "Scheduler",
     "TestPlanInput",
     "make_scheduler",

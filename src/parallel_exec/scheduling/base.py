@@ -22,7 +22,16 @@ class Drain:
     worker: str
 
 
-Decision = Assign | Drain
+@dataclass(frozen=True)
+class Reclaim:
+    """Ask ``worker`` to give back ``tests`` it holds and has not started (it keeps the
+    one it runs next); what it gives back comes as ``tests_released``."""
+
+    worker: str
+    tests: tuple[int, ...]
+
+
+Decision = Assign | Drain | Reclaim
 
 
 class Scheduler(Protocol):
@@ -34,7 +43,9 @@ class Scheduler(Protocol):
     ``test_started``, never at its assignment, and a worker that says ``worker_idle`` runs
     nothing.  Every ``work_requested`` is answered with an ``Assign`` or a ``Drain`` for
     that worker: at once, or (for a worker whose running test straggles) when that test
-    finishes or the worker says it is idle; a worker that asked is never left waiting.
+    finishes or the worker says it is idle, or (when work is taken back for it with a
+    ``Reclaim``) when the holder's answer comes or the holder is lost; a worker that
+    asked is never left waiting.
     """
 
     def worker_joined(self, worker: str, now: float = 0.0) -> list[Decision]: ...
@@ -75,6 +86,11 @@ class Scheduler(Protocol):
 
     def worker_lost(self, worker: str, crashed: int | None) -> list[Decision]:
         """``worker`` is gone; ``crashed`` was running (and is reported by the caller)."""
+        ...
+
+    def tests_released(self, worker: str, tests: Sequence[int]) -> list[Decision]:
+        """``worker`` gave back ``tests`` (after a ``Reclaim``; perhaps none of those
+        asked for: it had started them): they are the scheduler's again."""
         ...
 
     def stop(self) -> None:

@@ -9,9 +9,17 @@ Tests belong to files, and a file has an owner: the worker that collected it (wo
 split collection between them, so a file is imported by one worker unless work has to
 move).  A worker is fed from its own files first, then from files nobody owns, and only
 then steals from the worker with the most unassigned tests, taking over one of that
-worker's files from the end.  When nothing is left a worker that asks is drained: it
-runs its queue, the last test with ``nextitem=None`` so that session fixtures are torn
-down, and ends.
+worker's files from the end.
+
+When nothing is unassigned, a worker that asks takes work back from the worker holding
+the most tests it has not started (``Reclaim``): the later half of them, beyond the two
+it runs now and next.  Chunks are sized by count, not time (there is no history here),
+so a chunk can hold long tests while another worker has run out; the asker waits for the
+answer (``tests_released``: what the holder had not started by then), one reclaim at a
+time.  A holder that gave nothing back is not asked again until one of its tests
+finishes.  When nothing is left to take back a worker that asks is drained: it runs its
+queue, the last test with ``nextitem=None`` so that session fixtures are torn down, and
+ends.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 
-from .base import Assign, Decision, Drain, retry_target
+from .base import Assign, Decision, Drain, Reclaim, retry_target
 
 
 class LoadScheduler:
@@ -45,6 +53,12 @@ class LoadScheduler:
         self._finished: set[int] = set()
         self._unassigned = self._test_count
         self._stopped = False
+        #: The worker asked to give tests back, and which (one reclaim at a time).
+        self._reclaiming: dict[str, tuple[int, ...]] = {}
+        #: Workers whose request waits for the reclaim's answer, in the order they asked.
+        self._waiting: list[str] = []
+        #: Holders that gave nothing back, until one of their tests finishes.
+        self._refused: set[str] = set()
 
     # ------------------------------------------------------------------ events
 
@@ -72,6 +86,7 @@ class LoadScheduler:
         if pending is not None and test in pending:
             pending.remove(test)
         self._finished.add(test)
+        self._refused.discard(worker)
         return []
 
     def retry(self, test: int, failed_on: str) -> list[Decision]:
@@ -96,7 +111,28 @@ class LoadScheduler:
         for file, owner in self._owner.items():
             if owner == worker:
                 self._owner[file] = None
-        return []
+        if worker in self._waiting:
+            self._waiting.remove(worker)
+        self._refused.discard(worker)
+        if self._reclaiming.pop(worker, None) is None:
+            return []
+        return self._answer_waiting()
+
+    def tests_released(self, worker: str, tests: Sequence[int]) -> list[Decision]:
+        if self._reclaiming.pop(worker, None) is None:
+            return []  # not asked (or lost since): what it held went back with it
+        pending = self._pending.get(worker, [])
+        back = [t for t in tests if t in pending and t not in self._finished]
+        if not back:
+            self._refused.add(worker)
+        for test in back:
+            pending.remove(test)
+        for test in reversed(back):  # at the front of their files' queues, in order
+            file = self._file_of[test]
+            self._queues[file].appendleft(test)
+            self._owner[file] = None  # whoever takes them first
+        self._unassigned += len(back)
+        return self._answer_waiting()
 
     def tick(self, now: float) -> list[Decision]:
         return []
@@ -144,7 +180,40 @@ class LoadScheduler:
         victim_files = [f for f, q in self._queues.items() if q and self._owner[f] == victim]
         return victim_files[-1:]
 
+    def _answer_waiting(self) -> list[Decision]:
+        """The workers that waited for a reclaim's answer get work, wait for another
+        reclaim, or are drained."""
+        waiting, self._waiting = self._waiting, []
+        decisions: list[Decision] = []
+        for worker in waiting:
+            if worker in self._pending and worker not in self._drained:
+                decisions.extend(self._feed(worker))
+        return decisions
+
+    def _reclaim_for(self, worker: str) -> list[Decision] | None:
+        """Nothing is unassigned: ask a holder for tests back, ``worker`` waiting for the
+        answer (None: nobody holds any to spare)."""
+        if self._reclaiming:
+            if worker not in self._waiting:
+                self._waiting.append(worker)
+            return []
+        spare: dict[str, int] = {}
+        for other, pending in self._pending.items():
+            if other != worker and other not in self._refused and len(pending) > 2:
+                spare[other] = len(pending) - 2  # beyond the test it runs and the next
+        if not spare:
+            return None
+        holder = max(spare, key=lambda w: (spare[w], w))
+        tests = tuple(self._pending[holder][-math.ceil(spare[holder] / 2) :])
+        self._reclaiming[holder] = tests
+        self._waiting.append(worker)
+        return [Reclaim(holder, tests)]
+
     def _feed(self, worker: str) -> list[Decision]:
+        if not self._stopped and self._unassigned == 0:
+            reclaim = self._reclaim_for(worker)
+            if reclaim is not None:
+                return reclaim
         if self._stopped or self._unassigned == 0:
             self._drained.add(worker)
             return [Drain(worker)]

@@ -264,6 +264,9 @@ class PlanScheduler:
         slot.units.extendleft(reversed(list(regrouped.values())))
         return []
 
+    def tests_released(self, worker: str, tests: Sequence[int]) -> list[Decision]:
+        return []  # it never reclaims: its queues are here, little sits in a worker
+
     def stop(self) -> None:
         self._stopped = True
 

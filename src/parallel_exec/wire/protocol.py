@@ -22,7 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 #: The signal (by name) on which a worker writes every thread's stack to its stderr file:
 #: the controller sends it before it ends a test that ran past ``--test-timeout``.
@@ -110,7 +110,16 @@ class Stop:
     reason: str
 
 
-ControllerMessage = WorkerSetup | Assign | Drain | Stop
+@dataclass(frozen=True)
+class Release:
+    """Give back these tests (the controller's numbers) if they have not started; the
+    one the worker runs next stays (pytest already tore down for it).  Handled at once,
+    also while a test runs; answered with ``Released``."""
+
+    indices: tuple[int, ...]
+
+
+ControllerMessage = WorkerSetup | Assign | Drain | Stop | Release
 
 # ---------------------------------------------------------------- worker -> controller
 
@@ -276,7 +285,18 @@ class Exited:
     returncode: int | None
 
 
-WorkerMessage = Hello | Collected | NotFound | Progress | SessionFinished | WorkerError | Exited
+@dataclass(frozen=True)
+class Released:
+    """The tests of a ``Release`` the worker gave back (perhaps none): it will not run
+    them."""
+
+    worker_id: str
+    indices: tuple[int, ...]
+
+
+WorkerMessage = (
+    Hello | Collected | NotFound | Progress | SessionFinished | WorkerError | Exited | Released
+)
 
 # ---------------------------------------------------------------- pool <-> fork server
 

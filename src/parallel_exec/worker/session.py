@@ -103,6 +103,10 @@ class WorkerSession:
         self.collection = SplitCollection(config, setup.share, setup.import_all)
         config.pluginmanager.register(self.collection, "parallel_exec_collection")
         self._queue: deque[pytest.Item] = deque()
+        #: Tests of ``Assign`` messages not taken in yet, and those of them given back
+        #: (a ``Release``) before they were: they are left out when it is.
+        self._arriving: set[int] = set()
+        self._revoked: set[int] = set()
         self._drained = False
         self._asked = False
         self._told_running = False  # what the last Progress said: a test runs
@@ -151,9 +155,36 @@ class WorkerSession:
             self.inbox.put(None)
             return
         message = protocol.decode(payload)
+        if isinstance(message, protocol.Release):
+            self._release(message.indices)  # now: the main thread may be in a long test
+            return
+        if isinstance(message, protocol.Assign):
+            with self._lock:  # queued only when the main thread comes round
+                self._arriving.update(message.indices)
         if isinstance(message, protocol.Stop):
             self.stop_requested.set()
         self.inbox.put(message)  # type: ignore[arg-type]
+
+    def _release(self, indices: tuple[int, ...]) -> None:
+        """Give back the tests of ``indices`` that are queued, but the first in the queue
+        (the running test's ``nextitem``: pytest tore down for it), or still on their way
+        to the queue (an ``Assign`` the main thread has not taken in yet), and say
+        which."""
+        wanted = set(indices)
+        with self._lock:
+            given = sorted(wanted & self._arriving)
+            self._arriving.difference_update(given)
+            self._revoked.update(given)
+            kept: list[pytest.Item] = []
+            for position, item in enumerate(self._queue):
+                index = self._index_of.get(item.nodeid)
+                if position and index in wanted:
+                    given.append(index)  # type: ignore[arg-type]
+                else:
+                    kept.append(item)
+            if given:
+                self._queue = deque(kept)
+            self.channel.send(protocol.encode(protocol.Released(self.worker_id, tuple(given))))
 
     def send(self, message: protocol.WorkerMessage) -> None:
         payload = protocol.encode(message)
@@ -164,9 +195,18 @@ class WorkerSession:
         if message is None or isinstance(message, protocol.Stop):
             self.stop_requested.set()
         elif isinstance(message, protocol.Assign):
-            self._index_of.update(zip(message.nodeids, message.indices, strict=False))
-            items, missing = self.collection.resolve(message.nodeids)
-            self._queue.extend(items)
+            with self._lock:
+                assigned = [
+                    (nodeid, index)
+                    for nodeid, index in zip(message.nodeids, message.indices, strict=True)
+                    if index not in self._revoked
+                ]
+                self._revoked.difference_update(message.indices)
+                self._arriving.difference_update(message.indices)
+            self._index_of.update(assigned)
+            items, missing = self.collection.resolve([nodeid for nodeid, _ in assigned])
+            with self._lock:
+                self._queue.extend(items)
             self._asked = False
             if missing:
                 self.send(protocol.NotFound(self.worker_id, tuple(missing)))
@@ -388,9 +428,10 @@ class WorkerSession:
             self._pump(block=False)
             if self.stop_requested.is_set():
                 break
-            if len(self._queue) >= 2 or (self._queue and self._drained):
-                item = self._queue.popleft()
-                nextitem = self._queue[0] if self._queue else None
+            with self._lock:  # a Release (another thread) keeps the queue's first test
+                item = self._queue.popleft() if self._next_to_run() is not None else None
+                nextitem = self._queue[0] if item is not None and self._queue else None
+            if item is not None:
                 if not self._drained and not self._asked and len(self._queue) <= LOW_WATER:
                     # Ask before running, so that the answer travels while the test runs
                     # (asking after it would leave the worker waiting for a round trip).
