@@ -979,8 +979,7 @@ def load(config: pytest.Config) -> Settings:
         shard=values["pe_shard"],
         shard_run_id=values["pe_shard_run_id"],
         tx=tx,
-        live=bool(values["pe_live"] if values["pe_live"] is not None else True)
-        and not values["pe_no_live"],
+        live=values["pe_live"] is not False and not values["pe_no_live"],
         progress_every=values["pe_progress_every"],
     )
 

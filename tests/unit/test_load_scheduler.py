@@ -767,13 +767,20 @@ def test_when_every_worker_collected_files_each_starts_on_its_own(layout: Layout
 # ------------------------------------------------------------------ taking work back
 
 
-def test_a_worker_out_of_work_takes_back_the_later_half_of_what_another_holds() -> None:
-    scheduler = single_queue(12, 2)
-    first = only_assign(scheduler.worker_joined("gw0")).tests
+def all_held_by_gw0(test_count: int) -> tuple[LoadScheduler, tuple[int, ...]]:
+    """A run of two planned workers where gw0 asked until nothing was unassigned: what
+    it holds, in order (none of it started)."""
+    scheduler = single_queue(test_count, 2)
+    assigned = list(only_assign(scheduler.worker_joined("gw0")).tests)
     while scheduler.unassigned:
-        only_assign(scheduler.work_requested("gw0"))
+        assigned.extend(only_assign(scheduler.work_requested("gw0")).tests)
     held = scheduler.pending("gw0")
-    assert held[: len(first)] == first
+    assert held == tuple(assigned)  # in the order assigned, the first chunk first
+    return scheduler, held
+
+
+def test_a_worker_out_of_work_takes_back_the_later_half_of_what_another_holds() -> None:
+    scheduler, held = all_held_by_gw0(12)
     # Nothing unassigned: gw0 gives back the later half of what it holds beyond the
     # test it runs and the next; gw1 waits for the answer.
     spare = len(held) - 2
@@ -787,11 +794,7 @@ def test_a_worker_out_of_work_takes_back_the_later_half_of_what_another_holds() 
 
 
 def test_a_holder_that_gave_nothing_is_not_asked_again_until_a_test_of_it_finishes() -> None:
-    scheduler = single_queue(8, 2)
-    scheduler.worker_joined("gw0")
-    while scheduler.unassigned:
-        scheduler.work_requested("gw0")
-    held = scheduler.pending("gw0")
+    scheduler, held = all_held_by_gw0(8)
     (reclaim,) = scheduler.worker_joined("gw1")
     assert isinstance(reclaim, Reclaim)
     # It had started them all by then: gw1 is drained, not sent to ask gw0 again.
@@ -802,11 +805,7 @@ def test_a_holder_that_gave_nothing_is_not_asked_again_until_a_test_of_it_finish
 
 
 def test_a_holder_lost_while_asked_gives_the_waiting_worker_its_tests() -> None:
-    scheduler = single_queue(8, 2)
-    scheduler.worker_joined("gw0")
-    while scheduler.unassigned:
-        scheduler.work_requested("gw0")
-    held = scheduler.pending("gw0")
+    scheduler, held = all_held_by_gw0(8)
     assert isinstance(scheduler.worker_joined("gw1")[0], Reclaim)
     (answer,) = scheduler.worker_lost("gw0", crashed=held[0])
     assert isinstance(answer, Assign)

@@ -6,11 +6,11 @@ tests done of the total, outcomes so far, what each worker runs and since when, 
 test is slow, and an ETA:
 
 - with the timing history: the predicted work left (tests not started, plus what a
-  running test is still predicted to take) over the workers running, scaled by how
-  the run does against its predictions so far, once a few tests have finished: the
-  larger of the finished tests' actual / predicted durations and the workers' wall
-  time since the first test began / the predicted work done (what a worker spends
-  between tests counts too);
+  running test is still predicted to take), once a few tests have finished scaled by
+  the finished tests' actual / predicted durations (``correction``), plus what each
+  test not started costs a worker beyond its own duration (``overhead``: the workers'
+  wall time since the first test began less the finished tests' corrected
+  predictions, per finished test), over the workers running;
 - without it: the tests left at the rate so far, and said so.
 """
 

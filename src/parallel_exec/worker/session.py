@@ -177,14 +177,14 @@ class WorkerSession:
             self._revoked.update(given)
             kept: list[pytest.Item] = []
             for position, item in enumerate(self._queue):
-                index = self._index_of.get(item.nodeid)
+                index = self._index_of[item.nodeid]  # set when it was queued
                 if position and index in wanted:
-                    given.append(index)  # type: ignore[arg-type]
+                    given.append(index)
                 else:
                     kept.append(item)
             if given:
                 self._queue = deque(kept)
-            self.channel.send(protocol.encode(protocol.Released(self.worker_id, tuple(given))))
+            self.send(protocol.Released(self.worker_id, tuple(given)))
 
     def send(self, message: protocol.WorkerMessage) -> None:
         payload = protocol.encode(message)
@@ -254,10 +254,7 @@ class WorkerSession:
             running_since=self._started_at if running is self._running else time.time(),
             retiring=self.retiring,
         )
-        try:
-            payload = protocol.encode(message)
-        except Exception:
-            payload = protocol.encode(self._picklable(message))
+        payload = self._encode(message)
         self._batch.clear()
         self._batch_warnings.clear()
         self._last_flush = time.monotonic()
@@ -269,14 +266,9 @@ class WorkerSession:
     def _journal(self, record: protocol.TestRecord) -> None:
         """Keep the finished test on disk until its batch is sent (``ResultJournal``)."""
         message = protocol.Progress(worker_id=self.worker_id, tests=(record,))
-        try:
-            try:
-                payload = protocol.encode(message)
-            except Exception:
-                payload = protocol.encode(self._picklable(message))
-            self.journal.append(payload)
-        except Exception:  # the batch still carries it; only a crash would lose it
-            pass
+        # The batch still carries it: only a crash would lose it.
+        with contextlib.suppress(Exception):
+            self.journal.append(self._encode(message))
 
     def _flush_while_running(self) -> None:
         """Runs on a thread of its own: what finished must not wait in the batch while
@@ -293,6 +285,13 @@ class WorkerSession:
                 ):
                     with contextlib.suppress(Exception):  # the main thread sees it fail too
                         self._flush(False, running)
+
+    def _encode(self, message: protocol.Progress) -> bytes:
+        """``message`` encoded; what cannot be pickled in it sent as its ``repr``."""
+        try:
+            return protocol.encode(message)
+        except Exception:
+            return protocol.encode(self._picklable(message))
 
     def _picklable(self, message: protocol.Progress) -> protocol.Progress:
         """The batch with what cannot be sent (a lock in ``record_property``...) replaced
