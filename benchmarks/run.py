@@ -84,7 +84,7 @@ from typing import Any
 import generate
 from generate import SuiteInfo
 
-SCENARIOS = ("trivial", "one", "skewed", "scaling", "guards")
+SCENARIOS = ("trivial", "one", "skewed", "first-run", "scaling", "guards")
 DEFAULT_SCENARIOS = ("trivial", "one")
 
 #: Selects no test (every generated test is named ``test_...``): the cheap warm-up.
@@ -159,6 +159,16 @@ SCENARIO_SPECS: dict[str, Scenario] = {
         xdist_args=("--dist", "worksteal"),
         learn_run=True,
         sleep_bound=True,
+    ),
+    # Every run a first run (no history: --dist auto plans by load), as in CI without a
+    # cache; against xdist's default (load).
+    "first-run": Scenario(
+        "first-run",
+        _build_skewed,
+        workers=(4,),
+        run_serial=False,
+        sleep_bound=True,
+        variants=((" (no history)", ("--no-history",)),),
     ),
     "scaling": Scenario(
         "scaling", _build_scaling, workers=(2, 4, 8, 16), run_serial=False, sleep_bound=True
